@@ -21,3 +21,20 @@ def _clean_midas_env(monkeypatch, tmp_path_factory):
     # A cwd without .env, so load_settings() sees only what the test sets.
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     yield
+
+
+REPO_ROOT = __import__("pathlib").Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data" / "binance"
+SPOT_RECORDING = SHARED_DATA / "spot-btcusdt-2024-08-08T2354.txt.gz"
+FUTURES_RECORDING = SHARED_DATA / "usdm-btcusdt-2024-07-18T2357.txt.gz"
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def recordings():
+    """The two real Binance recordings of ../shared/data/binance: {venue: path}."""
+    return {"binance": SPOT_RECORDING, "binance-futures": FUTURES_RECORDING}
