@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from midas.errors import ConfigError
@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     venue: Literal["binance", "binance-futures"] = Field(
         "binance-futures", description="binance (spot) or binance-futures (USD-M perpetuals)")
     symbols: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["BTCUSDT"],
+        default_factory=lambda: ["BTCUSDT"], validation_alias=AliasChoices("symbols", "symbol"),
         description="comma-separated symbols; SYMBOL is a one-symbol alias")
     data_dir: Path = Field(Path("data"), description="root of raw/, clean/, features/, midas.duckdb")
     ws_url: str | None = Field(None, description="WebSocket base URL (default: the venue's Binance URL)")
@@ -66,17 +66,6 @@ class Settings(BaseSettings):
     log_dir: Path | None = Field(None, description="also write rotated logs under this directory")
     demo_seconds: float = Field(120, gt=0, description="collection time of `make demo`")
     demo_data_dir: Path | None = Field(None, description="data directory of `make demo` (default DATA_DIR)")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _symbol_alias(cls, data: Any) -> Any:
-        # SYMBOL is accepted as a one-symbol alias of SYMBOLS (the seed used it).
-        if isinstance(data, dict):
-            lowered = {k.lower(): k for k in data}
-            if "symbols" not in lowered and "symbol" in lowered:
-                data = dict(data)
-                data["symbols"] = data.pop(lowered["symbol"])
-        return data
 
     @field_validator("ws_url", "rest_url", "log_dir", "demo_data_dir", mode="before")
     @classmethod

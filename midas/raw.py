@@ -145,19 +145,9 @@ class RawFileReader:
         except OSError as e:
             raise RawFileError(f"{path}: cannot open raw file ({e.strerror})") from None
         with fh:
-            reader = zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True)
             tail = b""
             line_no = 0
-            while True:
-                try:
-                    chunk = reader.read(_READ_CHUNK)
-                except zstandard.ZstdError as e:
-                    self.problems.append(ReadProblem(path, line_no + 1,
-                                                     f"corrupt zstd data, rest of file dropped ({e})"))
-                    self.torn_tail = True
-                    break
-                if not chunk:
-                    break
+            for chunk in self._iter_frames_data(fh, path, lambda: line_no):
                 data = tail + chunk
                 lines = data.split(b"\n")
                 tail = lines.pop()
@@ -170,6 +160,39 @@ class RawFileReader:
                 self.torn_tail = True
                 self.problems.append(ReadProblem(path, line_no + 1, "torn last line dropped (no newline)",
                                                  tail[:80].decode("utf-8", "replace")))
+
+    def _iter_frames_data(self, fh, path: Path, line_no) -> Iterator[bytes]:
+        """Decompressed bytes, frame after frame. Damage ends the file: what came before is kept.
+
+        A decompression object per frame, so corrupt data in one frame never costs the frames
+        before it (a stream reader raises for the whole chunk it was reading).
+        """
+        dobj = zstandard.ZstdDecompressor().decompressobj()
+        in_frame = False
+        while True:
+            data = fh.read(_READ_CHUNK)
+            if not data:
+                break
+            while data:
+                try:
+                    out = dobj.decompress(data)
+                except zstandard.ZstdError as e:
+                    self.problems.append(ReadProblem(path, line_no() + 1,
+                                                     f"corrupt zstd data, rest of file dropped ({e})"))
+                    self.torn_tail = True
+                    return
+                in_frame = True
+                if out:
+                    yield out
+                if dobj.eof:
+                    data = dobj.unused_data
+                    dobj = zstandard.ZstdDecompressor().decompressobj()
+                    in_frame = False
+                else:
+                    data = b""
+        if in_frame:
+            self.torn_tail = True
+            self.problems.append(ReadProblem(path, line_no() + 1, "torn last zstd frame (file cut mid-frame)"))
 
     def iter_records(self) -> Iterator[tuple[int, dict]]:
         """(line number, record) for every line that is a JSON object; others become problems."""
