@@ -1,5 +1,5 @@
 # MIDAS - one command each: `make demo` runs the whole pipeline, `make test` the test suite.
-PY ?= python3.11
+PY ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
