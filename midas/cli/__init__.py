@@ -23,6 +23,7 @@ app = typer.Typer(
 # Command modules, each with a `register(app)` function. Order = order in `midas --help`.
 COMMAND_MODULES = [
     "midas.cli.config_cmd",
+    "midas.cli.demo_cmd",
 ]
 
 
@@ -46,7 +47,10 @@ _register_commands()
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        app(args=argv, standalone_mode=False)
+        # With standalone_mode=False click returns the code of a `typer.Exit(code)` instead of raising.
+        result = app(args=argv, standalone_mode=False)
+        if isinstance(result, int) and not isinstance(result, bool):
+            return result
     except MidasError as e:
         typer.secho(f"error: {e}", fg="red", err=True)
         return 2

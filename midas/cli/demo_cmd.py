@@ -1,0 +1,49 @@
+"""`midas demo`, `midas doctor`, `midas inspect` and `midas chart`: the commands a new user runs first."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from midas.cli.common import settings_from_options
+
+_STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
+
+
+def doctor(
+    env_file: str = typer.Option(".env", help="The .env file to read (if it exists)."),
+    timeout: float = typer.Option(3.0, help="Seconds to wait for each network endpoint."),
+    docker: bool = typer.Option(True, "--docker/--no-docker", help="Also check for Docker."),
+) -> None:
+    """Check that this machine can run MIDAS, and say what to fix.
+
+    Checks Python and the venv, the installed libraries, the configuration, the data directory and
+    its free disk space, whether the WebSocket and REST endpoints answer (Binance, or the local
+    exchange if WS_URL/REST_URL point at it), whether a Prefect API answers, and whether Docker is
+    there. Exit code 1 if any check failed.
+    """
+    from midas.config import load_settings
+    from midas.doctor import prefect_api_url, run_checks
+
+    checks = run_checks(lambda: load_settings(env_file=env_file), prefect_url=prefect_api_url(),
+                        timeout=timeout, docker=docker)
+    table = Table(title="MIDAS doctor")
+    table.add_column("check")
+    table.add_column("status")
+    table.add_column("found")
+    table.add_column("what to do")
+    for c in checks:
+        table.add_row(c.name, f"[{_STATUS_STYLE[c.status]}]{c.status}[/]", c.found, c.remedy)
+    Console(width=160).print(table)
+    failed = [c.name for c in checks if c.status == "fail"]
+    if failed:
+        typer.secho(f"{len(failed)} check(s) failed: {', '.join(failed)}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo("MIDAS can run on this machine.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)
