@@ -45,5 +45,27 @@ def doctor(
     typer.echo("MIDAS can run on this machine.")
 
 
+def chart(
+    symbol: str = typer.Option(..., "--symbol", "-s", help="Symbol, e.g. BTCUSDT."),
+    hour: str = typer.Option(..., "--hour", help="Exchange-time hour (UTC), e.g. 2024-07-18T23."),
+    venue: str = typer.Option(None, help="binance or binance-futures (default: VENUE)."),
+    data_dir: Path = typer.Option(None, "--data-dir", help="Data directory (default: DATA_DIR)."),
+    out: Path = typer.Option(None, "--out", "-o",
+                             help="PNG file to write (default: DATA_DIR/charts/<venue>/<SYMBOL>_<hour>.png)."),
+) -> None:
+    """Draw one processed hour of one symbol as a PNG.
+
+    Panels: midprice with the bid-ask band, level-1 and 5-level imbalance, OFI with the day's
+    cumulative OFI, and taker buy/sell volume. Stretches without a valid book are shaded red with
+    their reason. Needs the hour's features (run the hourly processing first).
+    """
+    from midas.chart import write_chart
+
+    settings = settings_from_options(venue=venue, data_dir=data_dir)
+    path = write_chart(settings, settings.venue, symbol, hour, out)
+    typer.echo(f"chart written: {path}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("doctor")(doctor)
+    app.command("chart")(chart)
