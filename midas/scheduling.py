@@ -13,7 +13,10 @@ An exchange-time hour H of a symbol is *pending* when
    seconds of the next local-hour file hold H's last events and H waits until that file is final,
    and
 4. it was never processed, or the raw files holding its events changed since (a file added,
-   removed, grown or rewritten: size or modification time differ from the ledger's record).
+   removed, grown or rewritten: size or modification time differ from the ledger's record), or
+   it is *stale*: its windowed features (SPEC §3: `ofi_cumulative` runs from 00:00 UTC, `ofi`
+   and `ofi_10` of 00:00 read the previous day's last rows) read the book of an hour that is
+   pending or was processed after it. Hours of one symbol must be processed in hour order.
 
 State lives in `DATA_DIR/state/`, written atomically (temporary file, fsync, rename) under a file
 lock so parallel tasks and workers can share it:
@@ -244,7 +247,9 @@ def _hour_files(facts: list[RawFileFacts]) -> dict[str, list[RawFileFacts]]:
 
 def hour_statuses(settings: Settings, now: datetime | None = None,
                   symbols: list[str] | None = None) -> list[HourStatus]:
-    """The state of every exchange hour that the final raw files of the configured symbols cover."""
+    """The state of every exchange hour that the final raw files of the configured symbols cover:
+    `waiting`, `pending` (never processed), `changed` (raw files changed), `stale` (an hour its
+    features read was or will be reprocessed after it) or `processed`."""
     now = _now(now)
     data_dir = Path(settings.data_dir)
     venue = settings.venue
@@ -255,6 +260,11 @@ def hour_statuses(settings: Settings, now: datetime | None = None,
         symbol = check_symbol(symbol)
         by_hour = _hour_files(index_raw_files(settings, venue, symbol))
         blocked_from, partial_name = _partials_block_from(data_dir, venue, symbol)
+        mine = {parse_hour(k.rsplit("/", 1)[1]): v for k, v in ledger.items()
+                if k.startswith(f"{venue}/{symbol}/")}
+        seqs = {h: int(v.get("seq", 0)) for h, v in mine.items()}
+        book_seqs = {h: int(v.get("book_seq", v.get("seq", 0))) for h, v in mine.items()}
+        roots: list[datetime] = []          # hours whose book will change in this round
         for hour_text in sorted(by_hour):
             hour = parse_hour(hour_text)
             files = by_hour[hour_text]
@@ -270,16 +280,48 @@ def hour_statuses(settings: Settings, now: datetime | None = None,
             elif done.get("raw_files") != fingerprint:
                 state, reason = "changed", "raw files changed since it was processed"
             else:
-                state, reason = "processed", f"processed at {done.get('processed_at')}"
+                state, reason = _staleness(hour, seqs, book_seqs, roots) or (
+                    "processed", f"processed at {done.get('processed_at')}")
+            if state in ("pending", "changed"):
+                roots.append(hour)
             out.append(HourStatus(venue, symbol, hour, state, reason, names))
     out.sort(key=lambda s: (s.hour, s.symbol))
     return out
 
 
+def _feature_inputs(hour: datetime) -> tuple[datetime, datetime]:
+    """The hours whose books the features of `hour` read: [first, hour), i.e. the earlier hours of
+    its UTC day (ofi_cumulative) and the last hour of the previous day (ofi, ofi_10 at 00:00)."""
+    day_start = hour.replace(hour=0)
+    return day_start - timedelta(hours=1), hour
+
+
+def _staleness(hour: datetime, seqs: dict[datetime, int], book_seqs: dict[datetime, int],
+               roots: list[datetime]) -> tuple[str, str] | None:
+    """("stale", why) when the book of an hour the features of `hour` read changed after `hour` was
+    processed, or will change in this round (a pending or changed hour)."""
+    first, end = _feature_inputs(hour)
+    for root in roots:
+        if first <= root < end:
+            return "stale", f"its features read hour {format_hour(root)}, which is pending"
+    own = seqs.get(hour, 0)
+    for other, book_seq in book_seqs.items():
+        if first <= other < end and book_seq > own:
+            return "stale", f"its features read hour {format_hour(other)}, rebuilt after it"
+    return None
+
+
+PENDING_STATES = ("pending", "changed", "stale")
+
+
 def pending_hours(settings: Settings, now: datetime | None = None) -> list[HourKey]:
     """Every closed hour with final raw files, never processed or whose raw files changed, for every
-    configured symbol, oldest first (after an outage this is the whole backlog, not only the last hour)."""
-    return [s.key for s in hour_statuses(settings, now) if s.state in ("pending", "changed")]
+    configured symbol, oldest first (after an outage this is the whole backlog, not only the last hour).
+
+    Also the hours whose windowed features read a (re)processed hour (`stale`): the later hours of
+    the same UTC day (ofi_cumulative runs from 00:00) and, after the last hour of a day, the next day.
+    """
+    return [s.key for s in hour_statuses(settings, now) if s.state in PENDING_STATES]
 
 
 def ready_hours(settings: Settings, start: datetime | str, end: datetime | str,
@@ -313,10 +355,16 @@ def record_processed(settings: Settings, venue: str, symbol: str, hour: datetime
     with _state_lock(settings):
         path = state_dir(settings) / LEDGER_NAME
         ledger = _read_json(path)
-        entry = {"raw_files": fingerprint,
+        ledger["seq"] = int(ledger.get("seq", 0)) + 1
+        hours = ledger.setdefault("hours", {})
+        before = hours.get(_hour_id(venue, symbol, hour))
+        # The hour's book changed unless it was rebuilt from the very same raw files.
+        same_book = before is not None and before.get("raw_files") == fingerprint
+        book_seq = int(before.get("book_seq", before.get("seq", 0))) if same_book else ledger["seq"]
+        entry = {"raw_files": fingerprint, "seq": ledger["seq"], "book_seq": book_seq,
                  "processed_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         entry.update(details or {})
-        ledger.setdefault("hours", {})[_hour_id(venue, symbol, hour)] = entry
+        hours[_hour_id(venue, symbol, hour)] = entry
         _write_json_atomic(path, ledger)
 
 

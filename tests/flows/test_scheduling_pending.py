@@ -217,3 +217,46 @@ def test_symbol_that_cannot_be_a_path_is_refused(tmp_path):
     s = _settings(tmp_path)
     with pytest.raises(Exception, match="symbol '../x' is not allowed"):
         hour_statuses(s, symbols=["../x"])
+
+
+def _process_all(s, now):
+    for key in pending_hours(s, now=now):
+        record_processed(s, key.venue, key.symbol, key.hour,
+                         hour_fingerprint(s, key.venue, key.symbol, key.hour))
+
+
+def test_hours_whose_features_read_a_reprocessed_hour_are_stale(tmp_path):
+    s = _settings(tmp_path)
+    for h in ("2024-07-18T21", "2024-07-18T22", "2024-07-18T23", "2024-07-19T00", "2024-07-19T01"):
+        _write_local_hour(tmp_path, "BTCUSDT", h, skew_us=0)
+    _write_local_hour(tmp_path, "BTCUSDT", "2024-07-20T00", skew_us=0)
+    now = _at("2024-07-21T00:00:00")
+    _process_all(s, now)
+    assert pending_hours(s, now=now) == []
+    # Late data for 22:00: the rest of the 18th (ofi_cumulative) is stale, the 19th is not.
+    _write_local_hour(tmp_path, "BTCUSDT", "2024-07-18T22", skew_us=0, part=1, step_us=1800 * SEC)
+    states = {format(st.hour, "%dT%H"): (st.state, st.reason) for st in hour_statuses(s, now=now)}
+    assert states == {
+        "18T21": ("processed", states["18T21"][1]),
+        "18T22": ("changed", "raw files changed since it was processed"),
+        "18T23": ("stale", "its features read hour 2024-07-18T22, which is pending"),
+        "19T00": ("processed", states["19T00"][1]),
+        "19T01": ("processed", states["19T01"][1]),
+        "20T00": ("processed", states["20T00"][1]),
+    }
+    _process_all(s, now)
+    assert pending_hours(s, now=now) == []
+    # Reprocessing from the same raw files (a backfill) changes no book: nothing becomes stale.
+    h23 = parse_hour("2024-07-18T23")
+    record_processed(s, VENUE, "BTCUSDT", h23, hour_fingerprint(s, VENUE, "BTCUSDT", h23))
+    assert pending_hours(s, now=now) == []
+    # New raw data for 23:00, processed alone: the whole next day is stale (its first ofi reads
+    # 23:59:59.9), the day after is not.
+    _write_local_hour(tmp_path, "BTCUSDT", "2024-07-18T23", skew_us=0, part=1, step_us=1800 * SEC)
+    record_processed(s, VENUE, "BTCUSDT", h23, hour_fingerprint(s, VENUE, "BTCUSDT", h23))
+    assert pending_hours(s, now=now) == [HourKey(VENUE, "BTCUSDT", parse_hour("2024-07-19T00")),
+                                         HourKey(VENUE, "BTCUSDT", parse_hour("2024-07-19T01"))]
+    reasons = {format(st.hour, "%dT%H"): st.reason for st in hour_statuses(s, now=now)}
+    assert reasons["19T01"] == "its features read hour 2024-07-18T23, rebuilt after it"
+    _process_all(s, now)
+    assert pending_hours(s, now=now) == []
