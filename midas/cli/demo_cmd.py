@@ -66,6 +66,23 @@ def chart(
     typer.echo(f"chart written: {path}")
 
 
+def inspect_data(
+    data_dir: Path = typer.Option(None, "--data-dir", help="Data directory (default: DATA_DIR)."),
+) -> None:
+    """Show what is in the data directory, as tables.
+
+    Raw files per venue, symbol and local hour (with files still being written); processed
+    partitions per exchange-time hour with the rows of book, trades, gaps and features; every gap
+    with its reason and duration; and the DuckDB catalog: its tables and which partitions it does not
+    know yet.
+    """
+    from midas.inspection import render_inventory, take_inventory
+
+    settings = settings_from_options(data_dir=data_dir)
+    render_inventory(take_inventory(settings.data_dir), Console(width=160))
+
+
 def register(app: typer.Typer) -> None:
+    app.command("inspect")(inspect_data)
     app.command("doctor")(doctor)
     app.command("chart")(chart)
