@@ -1,0 +1,445 @@
+"""Features of one symbol-hour (SPEC §3): `clean/book` + `clean/trades` -> `features` partition.
+
+The feature math is the SQL of `sql/features/` run by an in-memory DuckDB over Arrow tables; this
+module only gathers the inputs, runs the SQL with named parameters and writes the partition.
+
+Windowed columns continue across hour boundaries exactly as a one-pass computation of the day:
+  * `ofi`, `ofi_10` read the last `OFI_WINDOW` grid intervals of the previous hour(s);
+  * `ofi_cumulative` starts from the day's ofi sum before the hour, carried from the previous hour's
+    features partition when that partition was computed from the very book partitions that exist
+    now (their sizes and modification times are stored in its metadata), else summed from the
+    day's book partitions;
+  * taker volumes read the trades of the last `TIME_BUCKET_MS` before the hour, and
+    `last_trade_*` searches earlier trades partitions back to the last trade.
+Sizes are summed as exact integers of 1e-8 units, so re-running an hour, or the whole day in one
+pass, gives bit-identical values.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from midas.config import Settings
+from midas.errors import DataError
+from midas.layout import (check_symbol, check_venue, dataset_dir, format_hour, hour_of_us,
+                          hour_start_us, hours_between, parse_hour, partition_file)
+from midas.logs import log_kv
+from midas.sqlfiles import sql_text
+from midas.venues import FUTURES
+
+logger = logging.getLogger("midas.features")
+
+US_PER_HOUR = 3_600_000_000
+US_PER_DAY = 24 * US_PER_HOUR
+UNITS_PER_ONE = 100_000_000          # sizes are summed as integers of 1e-8 (see sql/features/to_units.sql)
+FEATURE_LEVELS = 10                  # imbalance_10 and liquidity_10 read levels 01..10
+FEATURE_COLUMNS = (
+    "midprice", "spread", "spread_bps", "microprice", "imbalance", "imbalance_5", "imbalance_10",
+    "ofi", "ofi_10", "ofi_cumulative", "taker_buy_volume", "taker_sell_volume", "signed_volume",
+    "volume_imbalance", "trade_count", "last_trade_px", "last_trade_qty",
+    "liquidity_1", "liquidity_5", "liquidity_10",
+)
+# Macros of sql/features/, in dependency order; loaded into every feature connection.
+MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets")
+TRADE_COLUMNS = ("ts", "trade_id", "price", "qty", "is_buyer_maker", "trade_type")
+TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
+                          ("qty", pa.float64()), ("is_buyer_maker", pa.bool_()),
+                          ("trade_type", pa.string())])
+META_OFI_END = b"midas.ofi_day_end_units"
+META_BOOK_SOURCES = b"midas.book_sources"
+META_INTERVAL = b"midas.snapshot_interval_us"
+
+
+@dataclass
+class FeaturesResult:
+    venue: str
+    symbol: str
+    hour: datetime
+    rows: int
+    path: Path
+    seconds: float
+    read_seconds: float = 0.0
+    compute_seconds: float = 0.0
+    write_seconds: float = 0.0
+    ofi_carry_source: str = "none"      # none (first hour of the day), features, or book
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FeatureParams:
+    """The settings the feature SQL depends on, in microseconds."""
+
+    hour_start: int
+    interval_us: int
+    ofi_window: int
+    bucket_us: int
+    market_only: bool
+
+    @property
+    def ofi_window_us(self) -> int:
+        return self.ofi_window * self.interval_us
+
+    @property
+    def sub_bucket_us(self) -> int:
+        return math.gcd(self.bucket_us, self.interval_us)
+
+    @property
+    def hour_end(self) -> int:
+        return self.hour_start + US_PER_HOUR
+
+    @property
+    def day_start(self) -> int:
+        return self.hour_start - self.hour_start % US_PER_DAY
+
+    @classmethod
+    def from_settings(cls, settings: Settings, venue: str, hour: datetime) -> "FeatureParams":
+        return cls(hour_start=hour_start_us(hour), interval_us=settings.snapshot_interval_us,
+                   ofi_window=settings.ofi_window, bucket_us=settings.time_bucket_ms * 1000,
+                   market_only=(venue == FUTURES))
+
+
+# Reading partitions -------------------------------------------------------------------------------
+
+def _existing(paths: list[Path]) -> list[Path]:
+    return [p for p in paths if p.is_file()]
+
+
+def _read_parquet(path: Path, columns: list[str] | None = None, filters=None) -> pa.Table:
+    try:
+        return pq.read_table(path, columns=columns, filters=filters)
+    except (OSError, pa.ArrowException) as e:
+        raise DataError(f"{path}: cannot read this Parquet partition ({e})") from None
+
+
+def book_level_columns(levels: int = FEATURE_LEVELS) -> list[str]:
+    cols = ["ts", "bid_px_01", "ask_px_01"]
+    cols += [f"bid_sz_{i:02d}" for i in range(1, levels + 1)]
+    cols += [f"ask_sz_{i:02d}" for i in range(1, levels + 1)]
+    return cols
+
+
+def book_input_table(book: pa.Table) -> pa.Table:
+    """The columns the feature SQL reads (book_level_columns), levels missing from `book` as NULL."""
+    arrays, names = [], []
+    for name in book_level_columns():
+        if name in book.column_names:
+            col = book.column(name)
+            arrays.append(col.cast(pa.int64() if name == "ts" else pa.float64()))
+        elif name == "ts":
+            raise DataError("book table has no ts column")
+        else:
+            arrays.append(pa.nulls(book.num_rows, pa.float64()))
+        names.append(name)
+    return pa.table(arrays, names=names)
+
+
+def _read_book_rows(paths: list[Path], min_ts: int, max_ts: int) -> pa.Table:
+    """Feature input columns of the book rows of `paths` with min_ts <= ts < max_ts."""
+    tables = []
+    for path in _existing(paths):
+        names = pq.read_schema(path).names
+        wanted = [c for c in book_level_columns() if c in names]
+        table = _read_parquet(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)])
+        tables.append(book_input_table(table))
+    if not tables:
+        return book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
+    return pa.concat_tables(tables)
+
+
+def _trade_table(table: pa.Table) -> pa.Table:
+    arrays = []
+    for f in TRADE_SCHEMA:
+        if f.name in table.column_names:
+            arrays.append(table.column(f.name).cast(f.type))
+        else:
+            arrays.append(pa.nulls(table.num_rows, f.type))
+    return pa.table(arrays, schema=TRADE_SCHEMA)
+
+
+def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int) -> pa.Table:
+    tables = []
+    for path in _existing(paths):
+        names = pq.read_schema(path).names
+        table = _read_parquet(path, [c for c in TRADE_COLUMNS if c in names],
+                              [("ts", ">", min_ts_exclusive), ("ts", "<", max_ts_exclusive)])
+        tables.append(_trade_table(table))
+    if not tables:
+        return TRADE_SCHEMA.empty_table()
+    return pa.concat_tables(tables)
+
+
+def _partition_hours(data_dir: Path, dataset: str, venue: str, symbol: str) -> list[datetime]:
+    """Hours that have a partition file of `dataset` for venue/symbol, newest first."""
+    root = dataset_dir(data_dir, dataset) / f"venue={check_venue(venue)}" / f"symbol={check_symbol(symbol)}"
+    hours = []
+    for path in root.glob("date=*/hour=*/part-0.parquet"):
+        day, hh = path.parent.parent.name.removeprefix("date="), path.parent.name.removeprefix("hour=")
+        try:
+            hours.append(parse_hour(f"{day}T{hh}"))
+        except ValueError:
+            continue
+    return sorted(hours, reverse=True)
+
+
+# Connection ---------------------------------------------------------------------------------------
+
+def feature_connection() -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB connection with the macros of sql/features/ loaded."""
+    con = duckdb.connect(":memory:")
+    # The table macros refer to the relations book_input and trade_input: register empty ones so the
+    # macros bind; each computation registers its own tables under these names.
+    con.register("book_input", book_input_table(pa.table({"ts": pa.array([], pa.int64())})))
+    con.register("trade_input", TRADE_SCHEMA.empty_table())
+    for name in MACRO_FILES:
+        con.execute(sql_text("features", name))
+    return con
+
+
+def _unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
+    """Put the empty placeholder relations back (the macros stay bound to these names)."""
+    for name in names:
+        con.unregister(name)
+        con.register(name, book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
+                     if name == "book_input" else TRADE_SCHEMA.empty_table())
+
+
+def _check_book_hour(book: pa.Table, path: Path, params: FeatureParams) -> None:
+    if "ts" not in book.column_names:
+        raise DataError(f"{path}: clean/book partition has no ts column")
+    ts = book.column("ts").cast(pa.int64()).to_numpy()
+    if len(ts) == 0:
+        return
+    if ts[0] < params.hour_start or ts[-1] >= params.hour_end:
+        raise DataError(f"{path}: grid times outside the partition's hour "
+                        f"(first ts {ts[0]}, last ts {ts[-1]}, hour starts at {params.hour_start})")
+    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+        bad = int(np.argmax(ts[1:] <= ts[:-1])) + 1
+        raise DataError(f"{path}: grid times not strictly increasing at row {bad} (ts {ts[bad]})")
+    off_grid = ts % params.interval_us != 0
+    if bool(off_grid.any()):
+        bad = int(np.argmax(off_grid))
+        raise DataError(f"{path}: ts {ts[bad]} at row {bad} is not on the "
+                        f"{params.interval_us // 1000} ms grid (SNAPSHOT_INTERVAL_MS changed?)")
+
+
+def compute_feature_columns(con: duckdb.DuckDBPyConnection, book_rows: pa.Table, trades: pa.Table,
+                            params: FeatureParams, ofi_carry_units: int | None,
+                            seed_trade: tuple | None) -> pa.Table:
+    """Run sql/features/features.sql: `ts` plus FEATURE_COLUMNS for the rows of book_rows in the hour.
+
+    book_rows: book_input_table rows from params.hour_start - ofi_window_us to the hour's end;
+    trades: TRADE_SCHEMA rows with ts in (hour_start - bucket_us, hour_end).
+    seed_trade: (ts, price, qty) of the last trade at or before hour_start - bucket_us, or None.
+    """
+    con.register("book_input", book_rows)
+    con.register("trade_input", trades)
+    try:
+        seed_ts, seed_px, seed_qty = seed_trade if seed_trade else (None, None, None)
+        return con.sql(sql_text("features", "features"), params={
+            "hour_start": params.hour_start, "interval_us": params.interval_us,
+            "ofi_window_us": params.ofi_window_us, "bucket_us": params.bucket_us,
+            "sub_bucket_us": params.sub_bucket_us, "market_only": params.market_only,
+            "ofi_carry_units": ofi_carry_units, "seed_ts": seed_ts, "seed_px": seed_px,
+            "seed_qty": seed_qty,
+        }).to_arrow_table()
+    finally:
+        _unregister(con, "book_input", "trade_input")
+
+
+# ofi_cumulative carry ----------------------------------------------------------------------------
+
+def _book_sources(data_dir: Path, venue: str, symbol: str, hour: datetime) -> dict[str, list | None]:
+    """Size and mtime_ns of the book partitions a day's ofi up to the end of `hour` depends on:
+    every hour of the day up to `hour`, and the previous day's last hour (the day's first ofi)."""
+    day = hour.replace(hour=0)
+    out: dict[str, list | None] = {}
+    for h in hours_between(day - timedelta(hours=1), hour):
+        path = partition_file(data_dir, "book", venue, symbol, h)
+        try:
+            st = path.stat()
+            out[format_hour(h)] = [st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            out[format_hour(h)] = None
+    return out
+
+
+def _carry_from_features(data_dir: Path, venue: str, symbol: str, hour: datetime,
+                         params: FeatureParams) -> tuple[bool, int | None]:
+    """(found, units) from the previous hour's features partition when it is still valid."""
+    prev = hour - timedelta(hours=1)
+    path = partition_file(data_dir, "features", venue, symbol, prev)
+    if not path.is_file():
+        return False, None
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException):
+        return False, None
+    if META_OFI_END not in meta or META_BOOK_SOURCES not in meta:
+        return False, None
+    if meta.get(META_INTERVAL) != str(params.interval_us).encode():
+        return False, None
+    try:
+        recorded = json.loads(meta[META_BOOK_SOURCES])
+    except ValueError:
+        return False, None
+    if recorded != _book_sources(data_dir, venue, symbol, prev):
+        return False, None
+    value = meta[META_OFI_END].decode()
+    return True, (None if value == "null" else int(value))
+
+
+def _carry_from_books(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str, symbol: str,
+                      hour: datetime, params: FeatureParams) -> int | None:
+    """The day's ofi sum before `hour` in 1e-8 units, from the day's book partitions."""
+    day = hour.replace(hour=0)
+    paths = [partition_file(data_dir, "book", venue, symbol, h)
+             for h in hours_between(day - timedelta(hours=1), hour - timedelta(hours=1))]
+    rows = _read_book_rows(paths, params.day_start - params.interval_us, params.hour_start)
+    con.register("book_input", rows)
+    try:
+        units, _count = con.execute(sql_text("features", "ofi_before_hour"), {
+            "interval_us": params.interval_us, "day_start": params.day_start,
+            "hour_start": params.hour_start}).fetchall()[0]
+    finally:
+        _unregister(con, "book_input")
+    return None if units is None else int(units)
+
+
+def ofi_carry(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str, symbol: str,
+              hour: datetime, params: FeatureParams) -> tuple[int | None, str]:
+    """(the day's ofi sum before `hour` in 1e-8 units or None, where it came from)."""
+    if params.hour_start == params.day_start:
+        return None, "none"
+    found, units = _carry_from_features(data_dir, venue, symbol, hour, params)
+    if found:
+        return units, "features"
+    return _carry_from_books(con, data_dir, venue, symbol, hour, params), "book"
+
+
+# Last trade before the hour ----------------------------------------------------------------------
+
+def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str, symbol: str,
+                      until_us: int, market_only: bool) -> tuple[int, float, float] | None:
+    """(ts, price, qty) of the last trade with ts <= until_us in the trades partitions, or None."""
+    last_hour = hour_of_us(until_us)
+    for h in _partition_hours(data_dir, "trades", venue, symbol):
+        if h > last_hour:
+            continue
+        path = partition_file(data_dir, "trades", venue, symbol, h)
+        names = pq.read_schema(path).names
+        table = _trade_table(_read_parquet(path, [c for c in TRADE_COLUMNS if c in names],
+                                           [("ts", "<=", until_us)]))
+        con.register("trade_input", table)
+        try:
+            found = con.execute(sql_text("features", "last_trade_before"),
+                                {"until": until_us, "market_only": market_only}).fetchall()
+        finally:
+            _unregister(con, "trade_input")
+        if found:
+            ts, _trade_id, price, qty = found[0]
+            return ts, price, qty
+    return None
+
+
+# Writing -----------------------------------------------------------------------------------------
+
+def write_partition(table: pa.Table, path: Path, row_group_size: int,
+                    metadata: dict[bytes, bytes] | None = None) -> int:
+    """Write `table` as ZSTD Parquet to a temporary name, then rename it over `path`. Returns bytes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=row_group_size)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path.stat().st_size
+
+
+def _hour_ofi_units(features: pa.Table) -> int | None:
+    ofi = features.column("ofi")
+    if ofi.null_count == len(ofi):
+        return None
+    values = ofi.drop_null().to_numpy()
+    return int(np.rint(values * UNITS_PER_ONE).astype(np.int64).sum(dtype=np.int64))
+
+
+# The hour ----------------------------------------------------------------------------------------
+
+def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> FeaturesResult:
+    """Compute and write the `features` partition of one symbol-hour from its clean partitions.
+
+    Raises DataError when the hour's clean/book partition is missing or inconsistent.
+    """
+    started = time.perf_counter()
+    venue, symbol, hour = check_venue(venue), check_symbol(symbol), parse_hour(hour)
+    data_dir = Path(settings.data_dir)
+    params = FeatureParams.from_settings(settings, venue, hour)
+    book_path = partition_file(data_dir, "book", venue, symbol, hour)
+    out_path = partition_file(data_dir, "features", venue, symbol, hour)
+    if not book_path.is_file():
+        raise DataError(f"no clean/book partition for {venue} {symbol} hour {format_hour(hour)} "
+                        f"({book_path}): run the book rebuild for this hour first")
+    con = feature_connection()
+    try:
+        book_hour = _read_parquet(book_path)
+        _check_book_hour(book_hour, book_path, params)
+        lookback_start = params.hour_start - params.ofi_window_us
+        lookback_paths = [partition_file(data_dir, "book", venue, symbol, h)
+                          for h in hours_between(hour_of_us(lookback_start), hour - timedelta(hours=1))]
+        book_rows = pa.concat_tables([_read_book_rows(lookback_paths, lookback_start, params.hour_start),
+                                      book_input_table(book_hour)])
+        trade_from = params.hour_start - params.bucket_us
+        trade_paths = [partition_file(data_dir, "trades", venue, symbol, h)
+                       for h in hours_between(hour_of_us(trade_from + 1), hour)]
+        trades = _read_trades(trade_paths, trade_from, params.hour_end)
+        seed = last_trade_before(con, data_dir, venue, symbol, trade_from, params.market_only)
+        carry_units, carry_source = ofi_carry(con, data_dir, venue, symbol, hour, params)
+        read_done = time.perf_counter()
+
+        computed = compute_feature_columns(con, book_rows, trades, params, carry_units, seed)
+        if computed.num_rows != book_hour.num_rows or not computed.column("ts").equals(
+                book_hour.column("ts").cast(pa.int64())):
+            raise DataError(f"{book_path}: feature rows do not line up with the book rows "
+                            f"({computed.num_rows} vs {book_hour.num_rows})")
+        table = book_hour
+        for name in FEATURE_COLUMNS:
+            table = table.append_column(name, computed.column(name))
+        hour_units = _hour_ofi_units(computed)
+        end_units = (None if carry_units is None and hour_units is None
+                     else (carry_units or 0) + (hour_units or 0))
+        compute_done = time.perf_counter()
+
+        metadata = {
+            META_OFI_END: b"null" if end_units is None else str(end_units).encode(),
+            META_BOOK_SOURCES: json.dumps(_book_sources(data_dir, venue, symbol, hour),
+                                          sort_keys=True).encode(),
+            META_INTERVAL: str(params.interval_us).encode(),
+        }
+        write_partition(table, out_path, settings.parquet_row_group_size, metadata)
+    finally:
+        con.close()
+    done = time.perf_counter()
+    result = FeaturesResult(venue=venue, symbol=symbol, hour=hour, rows=table.num_rows, path=out_path,
+                            seconds=done - started, read_seconds=read_done - started,
+                            compute_seconds=compute_done - read_done, write_seconds=done - compute_done,
+                            ofi_carry_source=carry_source)
+    log_kv(logger, "features written", venue=venue, symbol=symbol, hour=format_hour(hour),
+           rows=result.rows, file=out_path, seconds=f"{result.seconds:.3f}", ofi_carry=carry_source)
+    return result

@@ -1,0 +1,103 @@
+-- features: the feature columns of SPEC §3 for one symbol-hour, one row per clean/book grid row of
+-- the hour, in ts order. Grain: (venue, symbol, ts), ts in [$hour_start, $hour_start + 1 h).
+-- midas.features puts the hour's book columns in front of these columns.
+--
+-- Inputs (relations registered by midas.features):
+--   book_input  (ts, bid_px_01, ask_px_01, bid_sz_01..10, ask_sz_01..10): the hour's grid rows plus
+--               the rows from $hour_start - $ofi_window_us on (so ofi and ofi_10 continue across
+--               the hour boundary); levels beyond ORDER_BOOK_DEPTH are NULL.
+--   trade_input (ts, trade_id, price, qty, is_buyer_maker, trade_type): trades with
+--               ts in ($hour_start - $bucket_us, $hour_start + 1 h).
+-- Parameters:
+--   $hour_start, $interval_us (grid), $ofi_window_us (OFI_WINDOW x grid), $bucket_us
+--   (TIME_BUCKET_MS), $sub_bucket_us (gcd of bucket and grid), $market_only (futures),
+--   $ofi_carry_units (sum of the day's ofi before the hour in 1e-8 units, NULL if none),
+--   $seed_ts, $seed_px, $seed_qty (the last trade at or before $hour_start - $bucket_us, or NULL).
+-- Exact arithmetic: sizes are summed as integer 1e-8 units (to_units), so ofi, ofi_10,
+-- ofi_cumulative and the taker volumes do not depend on summation order or on hour boundaries.
+WITH ofi_rows AS (
+    SELECT *,
+           sum(ofi_units) OVER (
+               ORDER BY ts
+               RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
+                         AND CURRENT ROW) AS ofi_window_units
+    FROM grid_ofi($interval_us)
+),
+hour_rows AS (
+    SELECT *,
+           ts - CAST($bucket_us AS BIGINT) AS bucket_start,
+           sum(ofi_units) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING) AS ofi_hour_units,
+           coalesce(bid_sz_01, 0) AS bid_sum_1,
+           coalesce(ask_sz_01, 0) AS ask_sum_1,
+           coalesce(bid_sz_01, 0) + coalesce(bid_sz_02, 0) + coalesce(bid_sz_03, 0)
+               + coalesce(bid_sz_04, 0) + coalesce(bid_sz_05, 0) AS bid_sum_5,
+           coalesce(ask_sz_01, 0) + coalesce(ask_sz_02, 0) + coalesce(ask_sz_03, 0)
+               + coalesce(ask_sz_04, 0) + coalesce(ask_sz_05, 0) AS ask_sum_5,
+           coalesce(bid_sz_01, 0) + coalesce(bid_sz_02, 0) + coalesce(bid_sz_03, 0)
+               + coalesce(bid_sz_04, 0) + coalesce(bid_sz_05, 0) + coalesce(bid_sz_06, 0)
+               + coalesce(bid_sz_07, 0) + coalesce(bid_sz_08, 0) + coalesce(bid_sz_09, 0)
+               + coalesce(bid_sz_10, 0) AS bid_sum_10,
+           coalesce(ask_sz_01, 0) + coalesce(ask_sz_02, 0) + coalesce(ask_sz_03, 0)
+               + coalesce(ask_sz_04, 0) + coalesce(ask_sz_05, 0) + coalesce(ask_sz_06, 0)
+               + coalesce(ask_sz_07, 0) + coalesce(ask_sz_08, 0) + coalesce(ask_sz_09, 0)
+               + coalesce(ask_sz_10, 0) AS ask_sum_10
+    FROM ofi_rows
+    WHERE ts >= CAST($hour_start AS BIGINT)
+),
+buckets AS (
+    SELECT * FROM trade_buckets($sub_bucket_us, $market_only)
+    UNION ALL
+    SELECT CAST($seed_ts AS BIGINT), CAST(0 AS HUGEINT), CAST(0 AS HUGEINT), CAST(0 AS BIGINT),
+           CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
+    WHERE $seed_ts IS NOT NULL
+),
+trade_totals AS (
+    SELECT bucket_end, last_px, last_qty,
+           sum(buy_units) OVER running AS buy_total,
+           sum(sell_units) OVER running AS sell_total,
+           sum(trades) OVER running AS trade_total
+    FROM buckets
+    WINDOW running AS (ORDER BY bucket_end ROWS UNBOUNDED PRECEDING)
+),
+with_trades AS (
+    SELECT h.*,
+           CAST(coalesce(upto.buy_total, 0) - coalesce(before.buy_total, 0) AS HUGEINT) AS buy_units,
+           CAST(coalesce(upto.sell_total, 0) - coalesce(before.sell_total, 0) AS HUGEINT) AS sell_units,
+           CAST(coalesce(upto.trade_total, 0) - coalesce(before.trade_total, 0) AS BIGINT) AS trade_count,
+           upto.last_px AS last_trade_px,
+           upto.last_qty AS last_trade_qty
+    FROM hour_rows AS h
+    ASOF LEFT JOIN trade_totals AS upto ON h.ts >= upto.bucket_end
+    ASOF LEFT JOIN trade_totals AS before ON h.bucket_start >= before.bucket_end
+)
+SELECT
+    ts,
+    (bid_px_01 + ask_px_01) / 2 AS midprice,
+    ask_px_01 - bid_px_01 AS spread,
+    (ask_px_01 - bid_px_01) / ((bid_px_01 + ask_px_01) / 2) * 10000 AS spread_bps,
+    (bid_px_01 * ask_sz_01 + ask_px_01 * bid_sz_01) / (bid_sz_01 + ask_sz_01) AS microprice,
+    CASE WHEN bid_sum_1 + ask_sum_1 <> 0
+         THEN (bid_sum_1 - ask_sum_1) / (bid_sum_1 + ask_sum_1) END AS imbalance,
+    CASE WHEN bid_sum_5 + ask_sum_5 <> 0
+         THEN (bid_sum_5 - ask_sum_5) / (bid_sum_5 + ask_sum_5) END AS imbalance_5,
+    CASE WHEN bid_sum_10 + ask_sum_10 <> 0
+         THEN (bid_sum_10 - ask_sum_10) / (bid_sum_10 + ask_sum_10) END AS imbalance_10,
+    from_units(ofi_units) AS ofi,
+    from_units(ofi_window_units) AS ofi_10,
+    CASE WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_hour_units IS NULL THEN NULL
+         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + coalesce(ofi_hour_units, 0))
+    END AS ofi_cumulative,
+    from_units(buy_units) AS taker_buy_volume,
+    from_units(sell_units) AS taker_sell_volume,
+    from_units(buy_units - sell_units) AS signed_volume,
+    CASE WHEN buy_units + sell_units = 0 THEN CAST(0 AS DOUBLE)
+         ELSE CAST(buy_units - sell_units AS DOUBLE) / CAST(buy_units + sell_units AS DOUBLE)
+    END AS volume_imbalance,
+    trade_count,
+    last_trade_px,
+    last_trade_qty,
+    bid_sum_1 + ask_sum_1 AS liquidity_1,
+    bid_sum_5 + ask_sum_5 AS liquidity_5,
+    bid_sum_10 + ask_sum_10 AS liquidity_10
+FROM with_trades
+ORDER BY ts;
