@@ -1,0 +1,117 @@
+"""Raw records (SPEC §2) -> the typed values the rebuild uses. Parse once, at the edge.
+
+Every function checks types strictly and raises `ValueError` naming the field that is wrong, so a
+damaged record is reported (with its file and line, by the caller) and never half-used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from midas.book.decimals import to_units, units_to_float
+
+Level = tuple[int, int]
+
+
+@dataclass(slots=True)
+class Diff:
+    """One diff-depth event. Times in µs; prices and sizes in 10^-8 units."""
+
+    ts: int                 # exchange time E
+    first_id: int           # U
+    last_id: int            # u
+    prev_id: int | None     # pu (futures)
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True)
+class Snapshot:
+    last_update_id: int
+    ts: int | None          # the response's E (futures) or None (spot)
+    bids: list[Level]
+    asks: list[Level]
+
+
+@dataclass(slots=True)
+class Trade:
+    ts: int                 # trade time T, µs
+    trade_id: int
+    price: float
+    qty: float
+    is_buyer_maker: bool
+    trade_type: str | None
+
+
+def _int(rec: dict, key: str) -> int:
+    v = rec.get(key)
+    if type(v) is not int:
+        raise ValueError(f"field {key!r} must be an integer, got {v!r:.40}")
+    return v
+
+
+def _levels(rec: dict, key: str) -> list[Level]:
+    levels = rec.get(key)
+    if type(levels) is not list:
+        raise ValueError(f"field {key!r} must be a list of [price, qty], got {levels!r:.40}")
+    out = []
+    for lvl in levels:
+        if type(lvl) is not list or len(lvl) != 2 or type(lvl[0]) is not str or type(lvl[1]) is not str:
+            raise ValueError(f"field {key!r} has a bad level {lvl!r:.60}")
+        try:
+            out.append((to_units(lvl[0]), to_units(lvl[1])))
+        except ValueError as e:
+            raise ValueError(f"field {key!r} has a bad level: {e}") from None
+    return out
+
+
+def check_identity(rec: dict, venue: str, symbol: str) -> None:
+    if rec.get("venue") != venue or rec.get("symbol") != symbol:
+        raise ValueError(f"record of {rec.get('venue')!r}/{rec.get('symbol')!r:.30} "
+                         f"in a file of {venue}/{symbol}")
+
+
+def parse_diff(rec: dict, futures: bool) -> Diff:
+    first_id = _int(rec, "first_update_id")
+    last_id = _int(rec, "last_update_id")
+    if first_id > last_id:
+        raise ValueError(f"first_update_id {first_id} is above last_update_id {last_id}")
+    prev_id = _int(rec, "prev_update_id") if futures else None
+    return Diff(_int(rec, "exchange_ts"), first_id, last_id, prev_id,
+                _levels(rec, "bids"), _levels(rec, "asks"))
+
+
+def parse_snapshot(rec: dict) -> Snapshot:
+    ts = rec.get("exchange_ts")
+    if ts is not None and type(ts) is not int:
+        raise ValueError(f"field 'exchange_ts' must be an integer or null, got {ts!r:.40}")
+    return Snapshot(_int(rec, "last_update_id"), ts, _levels(rec, "bids"), _levels(rec, "asks"))
+
+
+def parse_trade(rec: dict, futures: bool) -> Trade:
+    maker = rec.get("is_buyer_maker")
+    if type(maker) is not bool:
+        raise ValueError(f"field 'is_buyer_maker' must be true or false, got {maker!r:.40}")
+    trade_type = rec.get("trade_type")
+    if futures:
+        if type(trade_type) is not str or not trade_type:
+            raise ValueError(f"field 'trade_type' must be a string on futures, got {trade_type!r:.40}")
+    elif trade_type is not None:
+        raise ValueError(f"field 'trade_type' must be null on spot, got {trade_type!r:.40}")
+    values = []
+    for key in ("price", "qty"):
+        v = rec.get(key)
+        if type(v) is not str:
+            raise ValueError(f"field {key!r} must be a decimal string, got {v!r:.40}")
+        try:
+            values.append(units_to_float(to_units(v)))
+        except ValueError as e:
+            raise ValueError(f"field {key!r}: {e}") from None
+    return Trade(_int(rec, "trade_ts"), _int(rec, "trade_id"), values[0], values[1], maker, trade_type)
+
+
+def parse_event(rec: dict) -> str:
+    kind = rec.get("event")
+    if type(kind) is not str:
+        raise ValueError(f"field 'event' must be a string, got {kind!r:.40}")
+    return kind
