@@ -1,0 +1,173 @@
+"""Every SPEC §3 feature formula on small hand-made books and trades, with hand-computed values."""
+
+from __future__ import annotations
+
+import pyarrow.parquet as pq
+import pytest
+
+from midas.config import load_settings
+from midas.errors import DataError, LayoutError
+from midas.features import FEATURE_COLUMNS, compute_features_hour
+
+FUT = "binance-futures"
+SPOT = "binance"
+SYM = "BTCUSDT"
+H = "2024-07-18T10"
+
+
+def settings(tmp_path, venue=FUT, **kw):
+    return load_settings(env_file=None, data_dir=tmp_path, symbols=[SYM], venue=venue, **kw)
+
+
+def features_rows(result) -> list[dict]:
+    return pq.read_table(result.path).to_pylist()
+
+
+def test_level_formulas_with_missing_levels(tmp_path, clean):
+    # 3 bid levels, 6 ask levels: missing levels count as 0 in the 5- and 10-level sums.
+    bids = [(100.0, 1.0), (99.5, 2.0), (99.0, 4.0)]
+    asks = [(100.5, 3.0), (101.0, 0.5), (101.5, 0.25), (102.0, 1.0), (102.5, 2.0), (103.0, 8.0)]
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table([{"ts": clean.t(H, 0), "bids": bids, "asks": asks}]))
+    result = compute_features_hour(settings(tmp_path), FUT, SYM, H)
+    assert result.rows == 1
+    row = features_rows(result)[0]
+    assert row["midprice"] == 100.25
+    assert row["spread"] == 0.5
+    assert row["spread_bps"] == 0.5 / 100.25 * 10000
+    assert row["microprice"] == (100.0 * 3.0 + 100.5 * 1.0) / 4.0 == 100.125
+    assert row["imbalance"] == (1.0 - 3.0) / 4.0 == -0.5
+    assert row["imbalance_5"] == (7.0 - 6.75) / 13.75
+    assert row["imbalance_10"] == (7.0 - 14.75) / 21.75
+    assert (row["liquidity_1"], row["liquidity_5"], row["liquidity_10"]) == (4.0, 13.75, 21.75)
+    # the book columns are kept as they are, in front of the features
+    assert row["bid_px_03"] == 99.0 and row["bid_px_04"] is None and row["ask_sz_06"] == 8.0
+    names = pq.read_schema(result.path).names
+    assert names[-len(FEATURE_COLUMNS):] == list(FEATURE_COLUMNS)
+    assert names[0] == "ts" and "update_id" in names and "book_age_ms" in names
+
+
+def test_ofi_when_best_prices_move_up_down_and_stay_and_after_a_gap(tmp_path, clean):
+    rows = [
+        {"ts": clean.t(H, 0), "bids": [(100.0, 2.0)], "asks": [(101.0, 3.0)]},
+        # bid up (e_b = +qb = 1.0), ask unchanged (-qa + qa' = -2.0 + 3.0): ofi 2.0
+        {"ts": clean.t(H, 100), "bids": [(100.5, 1.0)], "asks": [(101.0, 2.0)]},
+        # bid down (e_b = -qb' = -1.0), ask down (e_a = -qa = -0.5): ofi -1.5
+        {"ts": clean.t(H, 200), "bids": [(100.0, 4.0)], "asks": [(100.75, 0.5)]},
+        # bid unchanged (5.0 - 4.0), ask up (+qa' = 0.5): ofi 1.5
+        {"ts": clean.t(H, 300), "bids": [(100.0, 5.0)], "asks": [(101.0, 2.5)]},
+        # grid time 400 missing (a gap): the row at 500 has no ofi
+        {"ts": clean.t(H, 500), "bids": [(100.0, 5.0)], "asks": [(101.0, 2.5)]},
+        # both prices unchanged: the seed's dBidSize - dAskSize = 0.25 - (-0.5)
+        {"ts": clean.t(H, 600), "bids": [(100.0, 5.25)], "asks": [(101.0, 2.0)]},
+    ]
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(rows))
+    out = features_rows(compute_features_hour(settings(tmp_path, ofi_window=3), FUT, SYM, H))
+    assert [r["ofi"] for r in out] == [None, 2.0, -1.5, 1.5, None, 0.75]
+    # ofi_10 (OFI_WINDOW=3): sum over (ts - 300 ms, ts]; the gap shortens the window
+    assert [r["ofi_10"] for r in out] == [None, 2.0, 0.5, 2.0, 1.5, 0.75]
+    assert [r["ofi_cumulative"] for r in out] == [None, 2.0, 0.5, 2.0, 2.0, 2.75]
+
+
+def test_taker_volumes_buckets_market_only_and_last_trade(tmp_path, clean):
+    rows = [{"ts": clean.t(H, ms), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]} for ms in (0, 100, 200, 300)]
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(rows))
+    trades = [
+        (clean.t(H, 0), 10, 100.5, 0.5, False, "MARKET"),           # in the bucket of ts 0 (T == ts)
+        (clean.t(H, 1), 11, 100.0, 0.25, True, "MARKET"),           # (0, 100]
+        (clean.t(H, 100), 12, 100.5, 1.5, False, "MARKET"),         # (0, 100], the last one at 100
+        (clean.t(H, 150), 13, 99.0, 7.0, True, "INSURANCE_FUND"),   # not market activity
+        (clean.t(H, 250), 15, 100.5, 0.125, True, "MARKET"),        # same T: trade_id 15 is last
+        (clean.t(H, 250), 14, 100.25, 0.375, True, "MARKET"),
+    ]
+    clean.write(tmp_path, "trades", FUT, SYM, H, clean.trades_table(trades))
+    out = features_rows(compute_features_hour(settings(tmp_path), FUT, SYM, H))
+    assert [r["taker_buy_volume"] for r in out] == [0.5, 1.5, 0.0, 0.0]
+    assert [r["taker_sell_volume"] for r in out] == [0.0, 0.25, 0.0, 0.5]
+    assert [r["signed_volume"] for r in out] == [0.5, 1.25, 0.0, -0.5]
+    assert [r["volume_imbalance"] for r in out] == [1.0, 1.25 / 1.75, 0.0, -1.0]
+    assert [r["trade_count"] for r in out] == [1, 2, 0, 2]
+    assert [r["last_trade_px"] for r in out] == [100.5, 100.5, 100.5, 100.5]
+    assert [r["last_trade_qty"] for r in out] == [0.5, 1.5, 1.5, 0.125]
+
+
+def test_spot_counts_every_trade(tmp_path, clean):
+    rows = [{"ts": clean.t(H, 100), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}]
+    clean.write(tmp_path, "book", SPOT, SYM, H, clean.book_table(rows))
+    trades = [(clean.t(H, 50), 1, 100.5, 0.5, False, None), (clean.t(H, 60), 2, 100.0, 0.25, True, None)]
+    clean.write(tmp_path, "trades", SPOT, SYM, H, clean.trades_table(trades))
+    row = features_rows(compute_features_hour(settings(tmp_path, venue=SPOT), SPOT, SYM, H))[0]
+    assert (row["taker_buy_volume"], row["taker_sell_volume"], row["trade_count"]) == (0.5, 0.25, 2)
+    assert (row["last_trade_px"], row["last_trade_qty"]) == (100.0, 0.25)
+
+
+def test_hour_without_trades_takes_last_trade_from_earlier_hours(tmp_path, clean):
+    earlier = "2024-07-18T07"
+    clean.write(tmp_path, "trades", FUT, SYM, earlier, clean.trades_table([
+        (clean.t(earlier, 5_000), 1, 99.5, 2.0, False, "MARKET"),
+        (clean.t(earlier, 6_000), 2, 98.0, 9.0, False, "ADL"),   # not MARKET: never the last trade
+    ]))
+    clean.write(tmp_path, "trades", FUT, SYM, "2024-07-18T09", clean.trades_table([]))
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(
+        [{"ts": clean.t(H, 0), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}]))
+    row = features_rows(compute_features_hour(settings(tmp_path), FUT, SYM, H))[0]
+    assert (row["last_trade_px"], row["last_trade_qty"]) == (99.5, 2.0)
+    assert (row["taker_buy_volume"], row["taker_sell_volume"], row["trade_count"]) == (0.0, 0.0, 0)
+    assert row["volume_imbalance"] == 0.0
+
+
+def test_no_trade_ever_gives_nulls(tmp_path, clean):
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(
+        [{"ts": clean.t(H, 0), "bids": [], "asks": [(100.5, 1.0)]}]))
+    row = features_rows(compute_features_hour(settings(tmp_path), FUT, SYM, H))[0]
+    assert row["last_trade_px"] is None and row["last_trade_qty"] is None
+    # an empty bid side: no midprice, imbalance counts the missing side as 0
+    assert row["midprice"] is None and row["microprice"] is None and row["imbalance"] == -1.0
+
+
+def test_parquet_layout_row_groups_and_rerun(tmp_path, clean):
+    rows = [{"ts": clean.t(H, 100 * k), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]} for k in range(5)]
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(rows))
+    s = settings(tmp_path, parquet_row_group_size=2)
+    first = compute_features_hour(s, FUT, SYM, H)
+    meta = pq.ParquetFile(first.path).metadata
+    assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 2, 1]
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+    assert str(first.path).endswith(
+        "features/venue=binance-futures/symbol=BTCUSDT/date=2024-07-18/hour=10/part-0.parquet")
+    again = compute_features_hour(s, FUT, SYM, H)
+    assert pq.read_table(again.path).equals(pq.read_table(first.path))
+    assert sorted(p.name for p in first.path.parent.iterdir()) == ["part-0.parquet"]
+
+
+def test_empty_book_hour_gives_empty_features(tmp_path, clean):
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table([]))
+    result = compute_features_hour(settings(tmp_path), FUT, SYM, H)
+    assert result.rows == 0
+    assert pq.read_schema(result.path).names[-len(FEATURE_COLUMNS):] == list(FEATURE_COLUMNS)
+
+
+def test_missing_or_bad_book_partition_is_a_clear_error(tmp_path, clean):
+    s = settings(tmp_path)
+    with pytest.raises(DataError, match=r"no clean/book partition for binance-futures BTCUSDT hour 2024-07-18T10"):
+        compute_features_hour(s, FUT, SYM, H)
+    rows = [{"ts": clean.t(H, ms), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]} for ms in (0, 200, 100)]
+    path = clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(rows))
+    with pytest.raises(DataError, match=r"part-0.parquet: grid times not strictly increasing at row 2"):
+        compute_features_hour(s, FUT, SYM, H)
+    path.unlink()
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(
+        [{"ts": clean.t(H, 50), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}]))
+    with pytest.raises(DataError, match=r"is not on the 100 ms grid"):
+        compute_features_hour(s, FUT, SYM, H)
+
+
+@pytest.mark.parametrize("symbol", ["../etc", "BTC'; DROP TABLE x; --", "a/b", ""])
+def test_symbol_that_would_escape_or_inject_is_refused(tmp_path, symbol):
+    with pytest.raises(LayoutError, match="is not allowed"):
+        compute_features_hour(settings(tmp_path), FUT, symbol, H)
+
+
+@pytest.mark.parametrize("hour", ["2024-07-18T10'; DROP", "../2024-07-18T10", "2024-13-01T00"])
+def test_hour_that_would_inject_is_refused(tmp_path, hour):
+    with pytest.raises(LayoutError, match="hour"):
+        compute_features_hour(settings(tmp_path), FUT, SYM, hour)
