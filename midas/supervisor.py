@@ -1,0 +1,190 @@
+"""Run the collector in a child process and watch it: what the Prefect collection flow calls.
+
+The collector runs as `python -m midas.supervisor <settings json> <seconds|forever>` so that a crash
+of any kind (an exception, the OOM killer, `kill -9`) ends only the child. `run_collector_process`
+then raises `CollectorError` naming the exit code or signal, and the caller (the flow's task
+retries) starts a new child, which salvages the `.partial` files the dead one left (every complete
+record is kept: raw files stay valid).
+
+The child's log lines (`midas.*` loggers, on stderr) are re-emitted in the parent under the same
+logger name and level, so they reach the Prefect UI; its per-minute health reports arrive as
+`MIDAS-HEALTH <json>` lines on stdout and are handed to `on_health`. The child's pid is kept in
+`DATA_DIR/state/collector.pid` while it runs. When the parent goes away the child stops cleanly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Callable
+
+from midas.config import Settings, load_settings
+from midas.errors import CollectorError
+from midas.logs import log_kv
+
+log = logging.getLogger("midas.supervisor")
+
+HEALTH_PREFIX = "MIDAS-HEALTH "
+PID_FILE = "collector.pid"
+_LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
+           "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
+
+
+@dataclass
+class CollectorRun:
+    """How one child collector process ended."""
+
+    pid: int
+    exit_code: int
+    seconds: float
+    health_reports: int
+
+
+def pid_file(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "state" / PID_FILE
+
+
+def running_collector_pid(settings: Settings) -> int | None:
+    """The pid of the supervised collector if one is alive, else None."""
+    path = pid_file(settings)
+    try:
+        pid = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def _forward_log_line(line: str) -> None:
+    """Re-emit a child log line (`date time LEVEL logger message`) under its own logger and level."""
+    parts = line.split(" ", 4)
+    if len(parts) == 5 and parts[2] in _LEVELS and parts[3].startswith("midas"):
+        logging.getLogger(parts[3]).log(_LEVELS[parts[2]], parts[4])
+    elif line.strip():
+        logging.getLogger("midas.collector").warning(line)
+
+
+def _pump(stream: IO[str], handle: Callable[[str], None]) -> None:
+    for raw in stream:
+        handle(raw.rstrip("\n"))
+
+
+def run_collector_process(settings: Settings, until: float | None = None,
+                          on_health: Callable[[str, dict[str, Any]], None] | None = None,
+                          stop_event: threading.Event | None = None) -> CollectorRun:
+    """Run the collector in a child process until `until` (epoch seconds; None = forever) or until
+    `stop_event` is set. Raises CollectorError when the child dies any other way."""
+    seconds = "forever" if until is None else f"{max(0.0, until - time.time()):.3f}"
+    payload = json.dumps(settings.model_dump(mode="json"))
+    cmd = [sys.executable, "-m", "midas.supervisor", payload, seconds]
+    started = time.monotonic()
+    reports = 0
+
+    def handle_stdout(line: str) -> None:
+        nonlocal reports
+        if line.startswith(HEALTH_PREFIX):
+            report = json.loads(line[len(HEALTH_PREFIX):])
+            reports += 1
+            if on_health is not None:
+                on_health(report.pop("line"), report)
+        elif line.strip():
+            logging.getLogger("midas.collector").info(line)
+
+    child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    path = pid_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{child.pid}\n")
+    log_kv(log, "collector process started", pid=child.pid, symbols=",".join(settings.symbols),
+           venue=settings.venue, seconds=seconds)
+    pumps = [threading.Thread(target=_pump, args=(child.stdout, handle_stdout), daemon=True),
+             threading.Thread(target=_pump, args=(child.stderr, _forward_log_line), daemon=True)]
+    for t in pumps:
+        t.start()
+    try:
+        while child.poll() is None:
+            if stop_event is not None and stop_event.is_set():
+                child.send_signal(signal.SIGINT)
+                child.wait()
+                break
+            time.sleep(0.2)
+    finally:
+        if child.poll() is None:            # the caller was interrupted: stop the child cleanly
+            child.send_signal(signal.SIGINT)
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        for t in pumps:
+            t.join(timeout=10)
+        if path.exists() and path.read_text().strip() == str(child.pid):
+            path.unlink()
+    code = child.returncode
+    run = CollectorRun(child.pid, code, time.monotonic() - started, reports)
+    if code == 0 or (stop_event is not None and stop_event.is_set()):
+        log_kv(log, "collector process ended", pid=child.pid, exit_code=code,
+               seconds=f"{run.seconds:.1f}", health_reports=reports)
+        return run
+    how = f"was killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else \
+        f"exited with code {code}"
+    raise CollectorError(
+        f"collector process {child.pid} {how} after {run.seconds:.1f} s; its raw files stay valid "
+        "and the next start salvages the .partial files it left")
+
+
+# The child ---------------------------------------------------------------------------------------
+
+def _child_main(argv: list[str]) -> int:
+    from midas.collector import run_collector
+    from midas.logs import setup_logging
+
+    settings = load_settings(env_file=None, **json.loads(argv[0]))
+    duration = None if argv[1] == "forever" else float(argv[1])
+    setup_logging(settings.log_level, settings.log_dir, "collector")
+    stop = threading.Event()
+    parent = os.getppid()
+
+    def stop_on_signal(signum, frame) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, stop_on_signal)
+    signal.signal(signal.SIGTERM, stop_on_signal)
+
+    def watch_parent() -> None:
+        while not stop.wait(1.0):
+            if os.getppid() != parent:
+                log_kv(log, "supervisor went away, stopping the collector", parent=parent)
+                stop.set()
+
+    threading.Thread(target=watch_parent, daemon=True).start()
+
+    def on_health(report: Any) -> None:
+        data = report.as_dict() if hasattr(report, "as_dict") else dict(report)
+        data["line"] = report.line() if hasattr(report, "line") else json.dumps(data)
+        sys.stdout.write(HEALTH_PREFIX + json.dumps(data, default=str) + "\n")
+        sys.stdout.flush()
+
+    try:
+        run_collector(settings, duration=duration, stop_event=stop, on_health=on_health)
+    except CollectorError as e:
+        log_kv(log, "collector failed", logging.ERROR, error=e)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))
