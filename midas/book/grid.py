@@ -1,7 +1,7 @@
 """The book grid of SPEC §3, as pure functions: grid times and the columns of one grid row.
 
 Grid times are k × SNAPSHOT_INTERVAL_MS in exchange time (µs). A row is
-`(ts, update_id, book_age_ms, bid_px_01..NN, bid_sz_01..NN, ask_px_01..NN, ask_sz_01..NN)`,
+`(ts, bid_px_01..NN, bid_sz_01..NN, ask_px_01..NN, ask_sz_01..NN, update_id, book_age_ms)`,
 prices and sizes as float64 (None where the side has fewer than NN levels).
 """
 
@@ -26,11 +26,11 @@ def grid_at_or_before(ts: int, interval_us: int) -> int:
 
 def book_columns(depth: int) -> list[str]:
     """Column names of clean/book in order."""
-    cols = ["ts", "update_id", "book_age_ms"]
+    cols = ["ts"]
     for side in ("bid", "ask"):
         cols += [f"{side}_px_{i:02d}" for i in range(1, depth + 1)]
         cols += [f"{side}_sz_{i:02d}" for i in range(1, depth + 1)]
-    return cols
+    return cols + ["update_id", "book_age_ms"]
 
 
 def level_values(bids: Sequence[Level], asks: Sequence[Level], depth: int) -> tuple:

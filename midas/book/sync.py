@@ -36,6 +36,9 @@ UNSYNCED, PENDING, SYNCED = "unsynced", "pending", "synced"
 # Diffs kept while out of sync, waiting for a snapshot to bridge (oldest dropped first). A snapshot
 # answers within seconds, so this is far more than a bridge needs, and it bounds memory.
 BUFFER_LIMIT = 20_000
+# Buffered diffs more than this much older (exchange time) than the newest buffered one are dropped:
+# a snapshot bridges a diff received moments before it, never one from a minute ago.
+BRIDGE_WINDOW_US = 60_000_000
 
 
 class BookSync:
@@ -54,6 +57,7 @@ class BookSync:
         self.buffer: deque[Diff] = deque(maxlen=BUFFER_LIMIT)
         self.spare: Snapshot | None = None
         self.next_grid: int | None = None   # first grid time of the stretch not yet emitted
+        self.emitted_until: int | None = None  # the last row's time: rows never repeat or go back
         self.gap: list | None = [None, None, "no_snapshot", None, None]
         self.saw_disconnect = False
         self.last_seen_ts: int | None = None
@@ -170,6 +174,9 @@ class BookSync:
             return
         self.counts["buffered"] += 1
         buf.append(d)
+        oldest = d.ts - BRIDGE_WINDOW_US
+        while buf[0].ts < oldest:
+            buf.popleft()
 
     def _load(self, s: Snapshot) -> None:
         """Load a snapshot and replay the buffered diffs through the procedure."""
@@ -202,6 +209,8 @@ class BookSync:
     def _emit_before(self, ts: int) -> None:
         """Rows for the grid times of the stretch before ts (the book as it is now)."""
         g = self.next_grid
+        if self.emitted_until is not None and g <= self.emitted_until:
+            g = self.emitted_until + self.interval
         if g >= ts:
             return
         if self.emit_from is not None and g < self.emit_from:
@@ -212,9 +221,10 @@ class BookSync:
         levels = self._row_levels()
         u, last_ts, step, rows = self.last_u, self.last_ts, self.interval, self.rows
         while g < ts:
-            rows.append((g, u, (g - last_ts) // 1000) + levels)
+            rows.append((g,) + levels + (u, (g - last_ts) // 1000))
             g += step
         self.next_grid = g
+        self.emitted_until = g - step
 
     def _emit_through(self, ts: int) -> None:
         self._emit_before(ts + 1)
@@ -229,6 +239,7 @@ class BookSync:
             "futures": self.futures, "depth": self.depth, "interval": self.interval,
             "status": self.status, "last_u": self.last_u, "last_ts": self.last_ts,
             "pending_id": self.pending_id, "next_grid": self.next_grid, "gap": self.gap,
+            "emitted_until": self.emitted_until,
             "saw_disconnect": self.saw_disconnect, "last_seen_ts": self.last_seen_ts,
             "bids": bids, "asks": asks,
             "buffer": [[d.ts, d.first_id, d.last_id, d.prev_id, d.bids, d.asks] for d in self.buffer],
@@ -242,6 +253,7 @@ class BookSync:
         m.last_u, m.last_ts = state["last_u"], state["last_ts"]
         m.pending_id, m.next_grid = state["pending_id"], state["next_grid"]
         m.gap = state["gap"]
+        m.emitted_until = state["emitted_until"]
         m.saw_disconnect, m.last_seen_ts = state["saw_disconnect"], state["last_seen_ts"]
         m.book.reset([tuple(x) for x in state["bids"]], [tuple(x) for x in state["asks"]])
         for ts, first, last, prev, bids, asks in state["buffer"]:

@@ -1,0 +1,311 @@
+"""`rebuild_hour`: the raw files of one symbol -> clean/book, clean/trades and clean/gaps of one
+exchange-time hour H (SPEC §3).
+
+Which records belong to H:
+- book rows: the grid times in [H, H+1h); each row is the book after every diff with E <= its time.
+  The book starts from the state at the end of H-1: the checkpoint the rebuild of H-1 saved, or a
+  replay from the raw file the local clock opened before H - MAX_CLOCK_SKEW (its first record is a
+  snapshot). Records are then read in receive order, across local-hour files, until the book can
+  produce nothing more for H: a diff with E >= H+1h was read and no diff with E < H+1h waits in
+  the out-of-sync buffer. The state there is saved as the checkpoint of H, with the rows and gaps
+  of H+1 already produced, so that hour by hour gives the same rows as one pass.
+- trades: trade time T in [H, H+1h), from every file whose local span is within MAX_CLOCK_SKEW of
+  H; duplicates (same trade id) removed; ordered by (T, trade id).
+- gaps: every interval without a valid book that overlaps H, clipped to H.
+Problems (bad lines, unknown types, torn tails) never stop the job: they are reported with file
+and line; a lost diff shows up as a gap through the sequence check.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from midas.book.checkpoint import Checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
+from midas.book.partitions import GAPS_SCHEMA, TRADES_SCHEMA, book_schema, write_partition
+from midas.book.reader import LineBatches, RawSpan, raw_spans
+from midas.book.records import (Trade, check_identity, parse_diff, parse_event, parse_snapshot,
+                                parse_trade)
+from midas.book.sync import SYNCED, BookSync
+from midas.config import Settings
+from midas.errors import DataError
+from midas.layout import (US_PER_HOUR, check_symbol, check_venue, format_hour, hour_of_us,
+                          hour_start_us, parse_hour, partition_file)
+from midas.logs import log_kv
+
+log = logging.getLogger("midas.book")
+
+# How far a recorder's clock may be off the exchange's (real ones: 1.3-1.5 s behind).
+MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
+MAX_PROBLEMS_KEPT = 200
+
+
+@dataclass
+class RebuildResult:
+    venue: str
+    symbol: str
+    hour: datetime
+    rows: dict[str, int]                       # "book", "trades", "gaps" -> rows written
+    gaps: list[dict]                           # the gap rows of the hour
+    problems: list[str]                        # "file:line: what was wrong" (first MAX_PROBLEMS_KEPT)
+    paths: dict[str, Path]
+    seconds: float
+    problem_count: int = 0
+    complete: bool = True                      # False: the data ends inside the hour
+    started_from: str = "replay"               # "checkpoint" or "replay"
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Scan:
+    """What one read over the raw files produced."""
+
+    trades: dict[int, Trade] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+    problem_count: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    stop_index: int | None = None
+    stop_line: int = 0
+
+    def problem(self, text: str) -> None:
+        self.problem_count += 1
+        if len(self.problems) < MAX_PROBLEMS_KEPT:
+            self.problems.append(text)
+
+    def count(self, key: str, n: int = 1) -> None:
+        self.counts[key] = self.counts.get(key, 0) + n
+
+
+def _book_done(machine: BookSync, end_us: int) -> bool:
+    """Can the machine still produce a row or gap start before end_us? (after a diff >= end_us)"""
+    if machine.status == SYNCED:
+        return machine.next_grid >= end_us
+    return all(d.ts >= end_us for d in machine.buffer)
+
+
+def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machine: BookSync,
+          machine_first: int, machine_after: int, trade_first: int, trade_last: int,
+          trade_lo: int | None, trade_hi: int | None, stop_at: int | None) -> _Scan:
+    """One read in receive order. Lines after (machine_first, machine_after) feed the book machine
+    until it is done with stop_at; trades with T in [trade_lo, trade_hi) are collected from files
+    trade_first..trade_last (and from every line the machine reads)."""
+    out = _Scan()
+    futures = venue == "binance-futures"
+    first = min(machine_first, trade_first)
+    batches = LineBatches(spans, first, 0, batch_size)
+    machine_on = True
+    trades = out.trades
+    for batch in batches:
+        for index, line_no, line in batch:
+            feed = machine_on and (index > machine_first or (index == machine_first
+                                                             and line_no > machine_after))
+            if not feed:
+                if index > trade_last:
+                    if not machine_on:
+                        break
+                    continue
+                if b'"trade"' not in line:
+                    continue
+            where = spans[index].path
+            try:
+                rec = orjson.loads(line)
+            except orjson.JSONDecodeError as e:
+                if feed:
+                    out.problem(f"{where}:{line_no}: invalid JSON ({e})")
+                continue
+            if type(rec) is not dict:
+                if feed:
+                    out.problem(f"{where}:{line_no}: line is not a JSON object")
+                continue
+            kind = rec.get("type")
+            try:
+                if kind == "trade":
+                    check_identity(rec, venue, symbol)
+                    t = parse_trade(rec, futures)
+                    out.count("trade_records")
+                    if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
+                        if t.trade_id in trades:
+                            out.count("duplicate_trades")
+                        else:
+                            trades[t.trade_id] = t
+                    continue
+                if not feed:
+                    continue
+                if kind == "depth":
+                    check_identity(rec, venue, symbol)
+                    d = parse_diff(rec, futures)
+                    out.count("depth_records")
+                    machine.on_diff(d)
+                    if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
+                        machine_on = False
+                        out.stop_index, out.stop_line = index, line_no
+                elif kind == "snapshot":
+                    check_identity(rec, venue, symbol)
+                    machine.on_snapshot(parse_snapshot(rec))
+                    out.count("snapshot_records")
+                elif kind == "book_ticker":
+                    out.count("book_ticker_records")
+                elif kind == "event":
+                    machine.on_event(parse_event(rec))
+                    out.count("event_records")
+                else:
+                    out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
+            except ValueError as e:
+                out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
+        else:
+            continue
+        break
+    for p in batches.problems:
+        out.problem(str(p))
+    return out
+
+
+def _clip_gaps(gaps: list, lo: int, hi: int) -> list[tuple]:
+    out = []
+    for start, end, reason, first_id, last_id in gaps:
+        if start < hi and end > lo:
+            out.append((max(start, lo), min(end, hi), reason, first_id, last_id))
+    return sorted(out)
+
+
+def _trade_rows(trades: dict[int, Trade]) -> list[tuple]:
+    return [(t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type)
+            for t in sorted(trades.values(), key=lambda t: (t.ts, t.trade_id))]
+
+
+def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | None:
+    """First and last index of the files whose local span comes within MAX_CLOCK_SKEW of [lo, hi)."""
+    idx = [i for i, s in enumerate(spans)
+           if s.start_us < hi + MAX_CLOCK_SKEW_US and s.end_us > lo - MAX_CLOCK_SKEW_US]
+    return (idx[0], idx[-1]) if idx else None
+
+
+def _replay_start(spans: list[RawSpan], lo: int) -> int:
+    """The file to replay from: the last one opened at or before lo - MAX_CLOCK_SKEW."""
+    before = [i for i, s in enumerate(spans) if s.start_us <= lo - MAX_CLOCK_SKEW_US]
+    return before[-1] if before else 0
+
+
+def rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | str) -> RebuildResult:
+    """Rebuild one exchange-time hour of one symbol and write its clean/book, clean/trades and
+    clean/gaps partitions (each replaced whole). Raises DataError when no raw file is near the hour."""
+    started = time.perf_counter()
+    venue, symbol, hour = check_venue(venue), check_symbol(symbol), parse_hour(hour)
+    lo = hour_start_us(hour)
+    hi = lo + US_PER_HOUR
+    data_dir = Path(settings.data_dir)
+    depth, interval = settings.order_book_depth, settings.snapshot_interval_us
+    spans = raw_spans(data_dir, venue, symbol)
+    trade_span = _trade_span(spans, lo, hi)
+    if trade_span is None:
+        raise DataError(f"no raw files of {venue}/{symbol} near hour {format_hour(hour)} under "
+                        f"{data_dir / 'raw'}; collect or import data first")
+    previous = load_checkpoint(data_dir, venue, symbol, hour - timedelta(hours=1), spans, depth, interval)
+    carry_rows: list = []
+    carry_gaps: list = []
+    if previous is not None:
+        cp, index = previous
+        machine = BookSync.from_state(venue, cp.state, emit_from=lo)
+        machine_first, machine_after = index, cp.line
+        carry_rows = [tuple(r) for r in cp.carry_rows]
+        carry_gaps = [tuple(g) for g in cp.carry_gaps]
+        started_from = "checkpoint"
+    else:
+        machine = BookSync(venue, depth, interval, emit_from=lo)
+        machine_first, machine_after = _replay_start(spans, lo), 0
+        started_from = "replay"
+    scan = _scan(spans, venue, symbol, settings.process_batch_size, machine, machine_first,
+                 machine_after, trade_span[0], trade_span[1], lo, hi, hi)
+    complete = scan.stop_index is not None
+    open_gap = None
+    if complete:
+        state = machine.state()
+        if machine.gap is not None and machine.gap[0] is not None:
+            open_gap = (machine.gap[0], hi, machine.gap[2], machine.gap[3], None)
+    else:
+        machine.finish()
+    rows = carry_rows + machine.rows
+    book_rows = [r for r in rows if lo <= r[0] < hi]
+    all_gaps = carry_gaps + machine.gaps + ([open_gap] if open_gap else [])
+    gap_rows = _clip_gaps(all_gaps, lo, hi)
+    trade_rows = _trade_rows(scan.trades)
+
+    paths = {name: partition_file(data_dir, name, venue, symbol, hour)
+             for name in ("book", "trades", "gaps")}
+    group = settings.parquet_row_group_size
+    write_partition(paths["book"], book_schema(depth), book_rows, group)
+    write_partition(paths["trades"], TRADES_SCHEMA, trade_rows, group)
+    write_partition(paths["gaps"], GAPS_SCHEMA, gap_rows, group)
+
+    if complete:
+        files = [[spans[i].path.name, spans[i].path.stat().st_size]
+                 for i in range(machine_first, scan.stop_index + 1)]
+        save_checkpoint(data_dir, Checkpoint(
+            venue, symbol, hour, state, files, scan.stop_line,
+            [list(r) for r in rows if r[0] >= hi],
+            [list(g) for g in carry_gaps + machine.gaps if g[1] > hi]))
+    else:
+        remove_checkpoint(data_dir, venue, symbol, hour)
+
+    counts = dict(scan.counts)
+    counts.update(machine.counts)
+    gap_dicts = [dict(zip(GAPS_SCHEMA.names, g)) for g in gap_rows]
+    result = RebuildResult(
+        venue=venue, symbol=symbol, hour=hour,
+        rows={"book": len(book_rows), "trades": len(trade_rows), "gaps": len(gap_rows)},
+        gaps=gap_dicts, problems=scan.problems, paths=paths,
+        seconds=time.perf_counter() - started, problem_count=scan.problem_count,
+        complete=complete, started_from=started_from, counts=counts)
+    log_kv(log, "rebuilt hour", venue=venue, symbol=symbol, hour=format_hour(hour),
+           book=len(book_rows), trades=len(trade_rows), gaps=len(gap_rows),
+           problems=scan.problem_count, start=started_from, complete=complete,
+           seconds=round(result.seconds, 3))
+    for p in scan.problems[:20]:
+        log_kv(log, "data problem", level=logging.WARNING, venue=venue, symbol=symbol,
+               hour=format_hour(hour), problem=p)
+    return result
+
+
+def raw_hours(settings: Settings, venue: str, symbol: str) -> list[datetime]:
+    """The exchange-time UTC hours the raw files of a symbol cover (from each file's first and last
+    records with an exchange time)."""
+    from midas.raw import RawFileReader
+
+    hours: set[datetime] = set()
+    for span in raw_spans(Path(settings.data_dir), check_venue(venue), check_symbol(symbol)):
+        first = last = None
+        tail: list[bytes] = []
+        for _, line in RawFileReader(span.path).iter_lines():
+            if first is None:
+                first = _record_time(line)
+            tail.append(line)
+            if len(tail) > 64:
+                del tail[:32]
+        for line in reversed(tail):
+            last = _record_time(line)
+            if last is not None:
+                break
+        if first is None or last is None:
+            continue
+        lo, hi = min(first, last), max(first, last)
+        h = hour_of_us(lo)
+        while hour_start_us(h) <= hi:
+            hours.add(h)
+            h += timedelta(hours=1)
+    return sorted(hours)
+
+
+def _record_time(line: bytes) -> int | None:
+    try:
+        rec = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    if type(rec) is not dict:
+        return None
+    ts = rec.get("trade_ts") if rec.get("type") == "trade" else rec.get("exchange_ts")
+    return ts if type(ts) is int else None
