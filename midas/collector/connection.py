@@ -1,0 +1,320 @@
+"""One group of streams on one WebSocket at a time: connect, read, watch, reconnect.
+
+`ConnectionSupervisor.run()` is the reconnect loop of one group of symbols:
+
+    connect (retry with `Backoff`) -> router.connected -> read until the connection ends
+      ends because: server closed it / error / stall (no message for STALL_TIMEOUT_SECS) /
+                    malformed-frame storm / stop requested
+      -> router.disconnected -> wait the backoff delay -> connect again
+    at MAX_CONNECTION_AGE_SECS: open a second connection while the first keeps reading; its
+      messages are held until both streams overlap (router.join_ready), then router.switch
+      writes the held ones that the first connection had not delivered and the old one closes.
+
+The supervisor never touches files: everything a message means is the router's job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+
+from midas.collector.backoff import Backoff
+from midas.errors import CollectorError
+from midas.logs import log_kv
+
+log = logging.getLogger("midas.collector")
+
+OPEN_TIMEOUT_SECS = 10.0
+CLOSE_TIMEOUT_SECS = 2.0
+HEALTHY_AFTER_SECS = 60.0        # a connection up this long resets the backoff schedule
+WATCH_INTERVAL_SECS = 0.25
+
+
+@dataclass
+class StormRule:
+    """`count` malformed messages within `window_secs` on one connection = reconnect."""
+
+    count: int = 50
+    window_secs: float = 10.0
+
+
+@dataclass(eq=False)
+class Connection:
+    """One live WebSocket and what the router needs to know about it."""
+
+    id: int
+    group: int
+    url: str
+    ws: ClientConnection
+    opened_at: float                     # monotonic
+    last_message_at: float
+    joining: bool = False                # opened for a planned reconnect, not yet switched in
+    retired: bool = False                # switched out or closed: its messages are ignored
+    held: list[dict] = field(default_factory=list)
+    messages: int = 0
+    malformed: deque = field(default_factory=deque)
+    end_reason: str | None = None
+    reader: asyncio.Task | None = None
+
+    def note_malformed(self, now: float, rule: StormRule) -> bool:
+        """Count one malformed message; True when the storm rule says to reconnect."""
+        self.malformed.append(now)
+        while self.malformed and self.malformed[0] < now - rule.window_secs:
+            self.malformed.popleft()
+        return len(self.malformed) >= rule.count
+
+
+class Router(Protocol):
+    def on_message(self, conn: Connection, message: Any, local_ts: int) -> None: ...
+    def connected(self, conn: Connection) -> None: ...
+    def disconnected(self, conn: Connection, reason: str) -> None: ...
+    def begin_join(self, old: Connection, new: Connection) -> None: ...
+    def join_ready(self, old: Connection, new: Connection) -> bool: ...
+    def switch(self, old: Connection, new: Connection, timed_out: bool) -> None: ...
+
+
+class ConnectionSupervisor:
+    """The reconnect loop of one group of symbols (one WebSocket URL)."""
+
+    def __init__(self, *, group: int, url: str, router: Router, stop: asyncio.Event,
+                 stall_timeout: float, reconnect_delay: float, max_attempts: int,
+                 max_age: float, overlap_timeout: float = 30.0, min_overlap: float = 1.0,
+                 storm: StormRule | None = None, ids: "ConnectionIds | None" = None):
+        self.group = group
+        self.url = url
+        self.router = router
+        self.stop = stop
+        self.stall_timeout = stall_timeout
+        self.max_age = max_age
+        self.overlap_timeout = overlap_timeout
+        self.min_overlap = min_overlap
+        self.storm = storm or StormRule()
+        self.backoff = Backoff(reconnect_delay, max_attempts=max_attempts)
+        self.ids = ids or ConnectionIds()
+        self.connects = 0
+        self.reconnects = 0
+
+    # Connecting ----------------------------------------------------------------------------------
+
+    async def _open(self) -> Connection:
+        ws = await connect(self.url, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
+                           ping_interval=None, max_size=None, max_queue=256, compression=None)
+        now = time.monotonic()
+        conn = Connection(id=self.ids.next(), group=self.group, url=self.url, ws=ws,
+                          opened_at=now, last_message_at=now)
+        self.connects += 1
+        return conn
+
+    def _start_reader(self, conn: Connection) -> None:
+        conn.reader = asyncio.create_task(self._read(conn), name=f"midas-ws-{conn.id}")
+
+    async def _read(self, conn: Connection) -> None:
+        on_message = self.router.on_message
+        monotonic = time.monotonic
+        time_ns = time.time_ns
+        try:
+            async for message in conn.ws:
+                conn.last_message_at = monotonic()
+                conn.messages += 1
+                on_message(conn, message, time_ns() // 1000)
+                if conn.retired:
+                    return
+                if conn.end_reason is not None:
+                    await conn.ws.close()
+                    return
+            conn.end_reason = conn.end_reason or _closed_reason(conn.ws)
+        except ConnectionClosed as e:
+            conn.end_reason = conn.end_reason or _closed_reason(conn.ws, e)
+
+    async def _wait_delay(self, delay: float) -> bool:
+        """Sleep `delay` unless stop is requested first; True when stopping."""
+        try:
+            await asyncio.wait_for(self.stop.wait(), timeout=delay)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _connect_with_backoff(self) -> Connection | None:
+        while not self.stop.is_set():
+            try:
+                return await self._open()
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
+                if isinstance(e, InvalidURI):
+                    raise CollectorError(f"WS_URL gives an invalid WebSocket URL {self.url!r}: {e}") from e
+                if self.backoff.exhausted():
+                    raise CollectorError(
+                        f"cannot connect to {self.url}: {e}; gave up after {self.backoff.attempts} "
+                        f"attempts (MAX_RECONNECT_ATTEMPTS)") from e
+                delay = self.backoff.next_delay()
+                log_kv(log, "connect failed, retrying", logging.WARNING, group=self.group,
+                       error=str(e) or type(e).__name__, attempt=self.backoff.attempts,
+                       retry_in=f"{delay:.2f}s")
+                if await self._wait_delay(delay):
+                    return None
+        return None
+
+    # The loop ------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        conn: Connection | None = None
+        try:
+            while not self.stop.is_set():
+                conn = await self._connect_with_backoff()
+                if conn is None:
+                    return
+                log_kv(log, "connected", group=self.group, connection=conn.id)
+                self.router.connected(conn)
+                self._start_reader(conn)
+                conn = await self._watch(conn)
+                if conn is None:
+                    return
+                reason = conn.end_reason or "connection ended"
+                await _close(conn)
+                self.router.disconnected(conn, reason)
+                log_kv(log, "disconnected", logging.WARNING, group=self.group, connection=conn.id,
+                       reason=reason)
+                if time.monotonic() - conn.opened_at >= HEALTHY_AFTER_SECS:
+                    self.backoff.reset()
+                if self.backoff.exhausted():
+                    raise CollectorError(
+                        f"connection to {self.url} lost ({reason}); gave up after "
+                        f"{self.backoff.attempts} reconnects (MAX_RECONNECT_ATTEMPTS)")
+                self.reconnects += 1
+                conn = None
+                if await self._wait_delay(self.backoff.next_delay()):
+                    return
+        finally:
+            if conn is not None:
+                await _close(conn)
+
+    async def _watch(self, conn: Connection) -> Connection | None:
+        """Watch `conn` until it ends (returned) or stop is requested (None, connection closed).
+
+        Planned reconnects happen inside: the returned connection may be a newer one.
+        """
+        while True:
+            if self.stop.is_set():
+                await _close(conn)
+                self.router.disconnected(conn, "shutdown")
+                return None
+            if conn.reader is not None and conn.reader.done():
+                _reraise(conn.reader)
+                return conn
+            now = time.monotonic()
+            if now - conn.last_message_at >= self.stall_timeout:
+                conn.end_reason = f"stalled: no message for {self.stall_timeout:g}s"
+                return conn
+            if conn.end_reason is not None:
+                await _wait_reader(conn)
+                return conn
+            if now - conn.opened_at >= self.max_age:
+                conn = await self._planned_reconnect(conn)
+                continue
+            await _wait_any(self.stop, conn.reader, WATCH_INTERVAL_SECS)
+
+    async def _planned_reconnect(self, old: Connection) -> Connection:
+        """Open a new connection overlapping `old`; switch when their streams overlap."""
+        try:
+            new = await self._open()
+        except (OSError, TimeoutError, InvalidHandshake) as e:
+            log_kv(log, "planned reconnect failed, keeping the old connection", logging.WARNING,
+                   group=self.group, connection=old.id, error=str(e) or type(e).__name__)
+            old.opened_at = time.monotonic() - self.max_age + min(60.0, self.max_age / 2)
+            return old
+        new.joining = True
+        self.router.begin_join(old, new)
+        self._start_reader(new)
+        started = time.monotonic()
+        timed_out = False
+        while True:
+            if self.stop.is_set() or new.reader.done() or old.reader.done():
+                break
+            elapsed = time.monotonic() - started
+            if elapsed >= self.min_overlap and self.router.join_ready(old, new):
+                break
+            if elapsed >= self.overlap_timeout:
+                timed_out = True
+                break
+            await asyncio.sleep(0.05)
+        if new.reader.done() and new.end_reason is not None and not old.reader.done():
+            # The new connection died while joining: keep the old one, try again later.
+            new.retired = True
+            _reraise(new.reader)
+            log_kv(log, "planned reconnect failed, keeping the old connection", logging.WARNING,
+                   group=self.group, connection=old.id, reason=new.end_reason)
+            await _close(new)
+            old.opened_at = time.monotonic() - self.max_age + min(60.0, self.max_age / 2)
+            return old
+        self.router.switch(old, new, timed_out)
+        old.retired = True
+        new.joining = False
+        await _close(old)
+        self.reconnects += 1
+        log_kv(log, "planned reconnect done", group=self.group, old=old.id, new=new.id,
+               overlap=f"{time.monotonic() - started:.2f}s", timed_out=timed_out)
+        return new
+
+
+class ConnectionIds:
+    """Connection numbers unique within one collector run (they appear in event details)."""
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def next(self) -> int:
+        self._n += 1
+        return self._n
+
+
+def _closed_reason(ws: ClientConnection, err: ConnectionClosed | None = None) -> str:
+    rcvd = err.rcvd if err is not None else getattr(ws, "close_rcvd", None)
+    if rcvd is not None:
+        return f"closed by the server (code {rcvd.code}{', ' + rcvd.reason if rcvd.reason else ''})"
+    return "connection lost (no close frame)"
+
+
+async def _close(conn: Connection) -> None:
+    conn.retired = True
+    try:
+        await asyncio.wait_for(conn.ws.close(), timeout=CLOSE_TIMEOUT_SECS)
+    except (TimeoutError, OSError, ConnectionClosed):
+        pass
+    await _wait_reader(conn)
+
+
+async def _wait_reader(conn: Connection) -> None:
+    task = conn.reader
+    if task is None or task.done():
+        if task is not None:
+            _reraise(task)
+        return
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout=CLOSE_TIMEOUT_SECS)
+    except TimeoutError:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    _reraise(task)
+
+
+def _reraise(task: asyncio.Task) -> None:
+    """A reader that died of a collector error (a write error) stops the collector."""
+    if task.done() and not task.cancelled():
+        exc = task.exception()
+        if exc is not None and not isinstance(exc, (ConnectionClosed, OSError)):
+            raise exc
+
+
+async def _wait_any(stop: asyncio.Event, task: asyncio.Task | None, timeout: float) -> None:
+    waiter = asyncio.ensure_future(stop.wait())
+    aws = {waiter} | ({task} if task is not None else set())
+    try:
+        await asyncio.wait(aws, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
