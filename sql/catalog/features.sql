@@ -1,0 +1,9 @@
+-- features: view over every Parquet partition of features: one row per clean/book row, the book columns plus the SPEC §3 features.
+-- Grain: as the dataset; columns of the files plus the hive partition columns venue, symbol,
+-- date (DATE) and hour (INTEGER), so WHERE symbol = 'BTCUSDT' AND date = '2024-07-18' reads only
+-- the matching files. __DATASET_GLOB__ is replaced by midas.catalog with the quoted absolute glob of
+-- the dataset under DATA_DIR (DDL cannot take parameters; the path never comes from a query).
+CREATE OR REPLACE VIEW features AS
+SELECT *
+FROM read_parquet(__DATASET_GLOB__, hive_partitioning = true,
+                  hive_types = {'venue': VARCHAR, 'symbol': VARCHAR, 'date': DATE, 'hour': INTEGER});
