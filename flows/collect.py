@@ -33,3 +33,8 @@ def collect(duration_seconds: float | None = None, symbols: list[str] | None = N
     until = None if duration_seconds is None else time.time() + duration_seconds
     task_ = run_collector_task.with_options(retries=restarts, retry_delay_seconds=restart_delay_seconds)
     return task_(settings, until)
+
+
+if __name__ == "__main__":
+    # `python -m flows.collect`: collect until stopped (the compose `collector` service).
+    collect()
