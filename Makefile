@@ -34,3 +34,36 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Operating with Prefect (README "Operating with Prefect and docker compose").
+# `make server` in one terminal, then `make deploy` and `make worker` in others; UI at
+# http://127.0.0.1:4200. PREFECT_API_URL defaults to that server; MIDAS_HOME (where workers run the
+# flows from) to this directory; PREFECT_LOGGING_EXTRA_LOGGERS=midas sends midas.* logs to the UI.
+# (Target-specific: `make test` must not point the test suite at a server.)
+PREFECT_TARGETS := server worker deploy hourly-now
+$(PREFECT_TARGETS): export PREFECT_API_URL ?= http://127.0.0.1:4200/api
+$(PREFECT_TARGETS): export MIDAS_HOME ?= $(CURDIR)
+$(PREFECT_TARGETS): export PREFECT_LOGGING_EXTRA_LOGGERS ?= midas
+COMPOSE ?= docker compose
+
+server: $(STAMP)
+	$(BIN)/midas ops server
+
+worker: $(STAMP)
+	$(BIN)/midas ops worker
+
+deploy: $(STAMP)
+	$(BIN)/midas ops deploy
+
+hourly-now: $(STAMP)
+	$(BIN)/midas ops hourly-now
+
+up:
+	@mkdir -p data logs
+	$(COMPOSE) up -d --build
+
+down:
+	$(COMPOSE) down
+
+logs:
+	$(COMPOSE) logs -f --tail=200
