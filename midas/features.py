@@ -181,7 +181,7 @@ def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int
     return pa.concat_tables(tables)
 
 
-def _partition_hours(data_dir: Path, dataset: str, venue: str, symbol: str) -> list[datetime]:
+def partition_hours(data_dir: Path, dataset: str, venue: str, symbol: str) -> list[datetime]:
     """Hours that have a partition file of `dataset` for venue/symbol, newest first."""
     root = dataset_dir(data_dir, dataset) / f"venue={check_venue(venue)}" / f"symbol={check_symbol(symbol)}"
     hours = []
@@ -335,7 +335,7 @@ def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
                       until_us: int, market_only: bool) -> tuple[int, float, float] | None:
     """(ts, price, qty) of the last trade with ts <= until_us in the trades partitions, or None."""
     last_hour = hour_of_us(until_us)
-    for h in _partition_hours(data_dir, "trades", venue, symbol):
+    for h in partition_hours(data_dir, "trades", venue, symbol):
         if h > last_hour:
             continue
         path = partition_file(data_dir, "trades", venue, symbol, h)

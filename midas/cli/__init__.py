@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "midas.cli.config_cmd",
     "midas.cli.demo_cmd",
     "midas.cli.ops_cmd",
+    "midas.cli.features_cmd",
 ]
 
 
