@@ -274,7 +274,7 @@ class ConnectionIds:
 
 
 def _closed_reason(ws: ClientConnection, err: ConnectionClosed | None = None) -> str:
-    rcvd = err.rcvd if err is not None else getattr(ws, "close_rcvd", None)
+    rcvd = err.rcvd if err is not None else ws.protocol.close_rcvd
     if rcvd is not None:
         return f"closed by the server (code {rcvd.code}{', ' + rcvd.reason if rcvd.reason else ''})"
     return "connection lost (no close frame)"
