@@ -1,6 +1,7 @@
--- features: the feature columns of SPEC §3 for one symbol-hour, one row per clean/book grid row of
--- the hour, in ts order. Grain: (venue, symbol, ts), ts in [$hour_start, $hour_start + 1 h).
--- midas.features puts the hour's book columns in front of these columns.
+-- features: the feature columns of SPEC §3, one row per clean/book grid row of `book_input` from
+-- $hour_start on, in ts order. Grain: (venue, symbol, ts). midas.features runs it for one hour
+-- (ts in [$hour_start, $hour_start + 1 h)) and puts the hour's book columns in front; given more
+-- rows (several hours or days) it is the one-pass computation of all of them.
 --
 -- Inputs (relations registered by midas.features):
 --   book_input  (ts, bid_px_01, ask_px_01, bid_sz_01..10, ask_sz_01..10): the hour's grid rows plus
@@ -11,7 +12,8 @@
 -- Parameters:
 --   $hour_start, $interval_us (grid), $ofi_window_us (OFI_WINDOW x grid), $bucket_us
 --   (TIME_BUCKET_MS), $sub_bucket_us (gcd of bucket and grid), $market_only (futures),
---   $ofi_carry_units (sum of the day's ofi before the hour in 1e-8 units, NULL if none),
+--   $ofi_carry_units (sum of the ofi of $hour_start's day before $hour_start in 1e-8 units, NULL
+--   if none; later days start from zero),
 --   $seed_ts, $seed_px, $seed_qty (the last trade at or before $hour_start - $bucket_us, or NULL).
 -- Exact arithmetic: sizes are summed as integer 1e-8 units (to_units), so ofi, ofi_10,
 -- ofi_cumulative and the taker volumes do not depend on summation order or on hour boundaries.
@@ -26,7 +28,9 @@ WITH ofi_rows AS (
 hour_rows AS (
     SELECT *,
            ts - CAST($bucket_us AS BIGINT) AS bucket_start,
-           sum(ofi_units) OVER (ORDER BY ts ROWS UNBOUNDED PRECEDING) AS ofi_hour_units,
+           ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
+           sum(ofi_units) OVER (PARTITION BY ts // 86400000000 ORDER BY ts
+                                ROWS UNBOUNDED PRECEDING) AS ofi_day_units,
            coalesce(bid_sz_01, 0) AS bid_sum_1,
            coalesce(ask_sz_01, 0) AS ask_sum_1,
            coalesce(bid_sz_01, 0) + coalesce(bid_sz_02, 0) + coalesce(bid_sz_03, 0)
@@ -84,8 +88,9 @@ SELECT
          THEN (bid_sum_10 - ask_sum_10) / (bid_sum_10 + ask_sum_10) END AS imbalance_10,
     from_units(ofi_units) AS ofi,
     from_units(ofi_window_units) AS ofi_10,
-    CASE WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_hour_units IS NULL THEN NULL
-         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + coalesce(ofi_hour_units, 0))
+    CASE WHEN NOT in_first_day THEN from_units(ofi_day_units)
+         WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_day_units IS NULL THEN NULL
+         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + coalesce(ofi_day_units, 0))
     END AS ofi_cumulative,
     from_units(buy_units) AS taker_buy_volume,
     from_units(sell_units) AS taker_sell_volume,
