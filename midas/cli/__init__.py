@@ -23,6 +23,7 @@ app = typer.Typer(
 # Command modules, each with a `register(app)` function. Order = order in `midas --help`.
 COMMAND_MODULES = [
     "midas.cli.config_cmd",
+    "midas.cli.exchange_cmd",
     "midas.cli.demo_cmd",
     "midas.cli.ops_cmd",
     "midas.cli.features_cmd",

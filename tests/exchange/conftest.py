@@ -1,0 +1,220 @@
+"""A reference Binance client for the exchange tests, written from Binance's documented procedure
+(SPEC §1) and independent of midas code: Decimal book, REST snapshot over urllib, WebSocket
+over the websockets client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+
+import pytest
+
+
+def http_get(url: str, timeout: float = 30.0) -> tuple[int, dict, str]:
+    """(status, headers, body) of a GET, also for 4xx/5xx answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as f:
+            return f.status, dict(f.headers), f.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read().decode()
+
+
+class RefBook:
+    """One symbol's book kept by Binance's procedure. Records the top levels after every applied diff."""
+
+    def __init__(self, symbol: str, futures: bool, depth: int = 10):
+        self.symbol = symbol
+        self.futures = futures
+        self.depth = depth
+        self.bids: dict[str, str] = {}
+        self.asks: dict[str, str] = {}
+        self.buffer: list[dict] = []
+        self.last_u: int | None = None
+        self.synced = False
+        self.applied: list[tuple[int, int, list, list]] = []   # (E, u, top bids, top asks)
+        self.gaps = 0
+        self.duplicates = 0
+
+    def top(self) -> tuple[list, list]:
+        bids = sorted(self.bids, key=Decimal, reverse=True)[: self.depth]
+        asks = sorted(self.asks, key=Decimal)[: self.depth]
+        return [[p, self.bids[p]] for p in bids], [[p, self.asks[p]] for p in asks]
+
+    def best(self) -> tuple[str, str, str, str]:
+        b = max(self.bids, key=Decimal)
+        a = min(self.asks, key=Decimal)
+        return b, self.bids[b], a, self.asks[a]
+
+    def _apply_levels(self, diff: dict) -> None:
+        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
+            for price, qty in levels:
+                if Decimal(qty) == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = qty
+
+    def load_snapshot(self, snap: dict) -> bool:
+        """Apply a REST snapshot to the buffered diffs; False if a newer snapshot is needed."""
+        last_id = snap["lastUpdateId"]
+        if self.buffer:
+            first = self.buffer[0]
+            if self.futures and first["U"] > last_id and first["pu"] != last_id:
+                return False
+            if not self.futures and first["U"] > last_id + 1:
+                return False
+        self.bids = {p: q for p, q in snap["bids"]}
+        self.asks = {p: q for p, q in snap["asks"]}
+        self.last_u = last_id
+        self.synced = True
+        self.first_applied = False
+        pending, self.buffer = self.buffer, []
+        for diff in pending:
+            self.on_diff(diff)
+        return True
+
+    def on_diff(self, diff: dict, track: bool = True) -> None:
+        if not self.synced:
+            self.buffer.append(diff)
+            return
+        U, u = diff["U"], diff["u"]
+        if not self.first_applied:
+            if self.futures:
+                if u < self.last_u:
+                    return
+                if not (U <= self.last_u <= u or diff.get("pu") == self.last_u):
+                    self.gaps += 1
+                    self.synced = False
+                    self.buffer = [diff]
+                    return
+            else:
+                if u <= self.last_u:
+                    return
+                if not (U <= self.last_u + 1 <= u):
+                    self.gaps += 1
+                    self.synced = False
+                    self.buffer = [diff]
+                    return
+            self.first_applied = True
+        else:
+            if u <= self.last_u:
+                self.duplicates += 1
+                return
+            continues = diff["pu"] == self.last_u if self.futures else U == self.last_u + 1
+            if not continues:
+                self.gaps += 1
+                self.synced = False
+                self.buffer = [diff]
+                return
+        self._apply_levels(diff)
+        self.last_u = u
+        if track:
+            self.applied.append((diff["E"], u, *self.top()))
+
+
+def book_at(applied: list, ts_us: int):
+    """The tracked top levels after the last applied diff with E*1000 <= ts_us (None before any)."""
+    result = None
+    for e, _, bids, asks in applied:
+        if e * 1000 <= ts_us:
+            result = (bids, asks)
+        else:
+            break
+    return result
+
+
+class StreamClient:
+    """Reads a WebSocket URL in a background thread; keeps every text frame received, in order."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.frames: list[str] = []
+        self.closed = threading.Event()
+        self.opened = threading.Event()
+        self.close_code: int | None = None
+        self.error: BaseException | None = None
+        self._loop = asyncio.new_event_loop()
+        self._ws = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        if not self.opened.wait(30):
+            raise TimeoutError(f"could not connect to {url}")
+        if self.error is not None:
+            raise self.error
+
+    def _run(self) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        async def main() -> None:
+            try:
+                async with connect(self.url, max_size=None, ping_interval=None) as ws:
+                    self._ws = ws
+                    self.opened.set()
+                    try:
+                        async for frame in ws:
+                            self.frames.append(frame)
+                    except ConnectionClosed:
+                        pass
+                    self.close_code = ws.close_code
+            except BaseException as e:  # reported to the test
+                self.error = e
+                self.opened.set()
+            finally:
+                self.closed.set()
+
+        self._loop.run_until_complete(main())
+
+    def send(self, obj) -> None:
+        text = obj if isinstance(obj, str) else json.dumps(obj)
+        asyncio.run_coroutine_threadsafe(self._ws.send(text), self._loop).result(30)
+
+    def close(self) -> None:
+        if self._ws is not None and not self.closed.is_set():
+            # The reading loop ends with the connection and stops the loop: wait for that.
+            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop)
+        if not self.closed.wait(30):
+            raise TimeoutError(f"the connection to {self.url} did not close within 30 s")
+        self._thread.join(30)
+
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "condition") -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            if self.error is not None:
+                raise self.error
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def refbook():
+    return RefBook
+
+
+@pytest.fixture
+def stream_client():
+    clients: list[StreamClient] = []
+
+    def make(url: str) -> StreamClient:
+        c = StreamClient(url)
+        clients.append(c)
+        return c
+
+    yield make
+    for c in clients:
+        c.close()
+
+
+@pytest.fixture
+def get():
+    return http_get
+
+
+@pytest.fixture
+def book_at_fn():
+    return book_at
