@@ -95,7 +95,7 @@ def _connect(path: Path, *, read_only: bool, timeout: float) -> Iterator[duckdb.
             if time.monotonic() >= deadline:
                 mode = "read" if read_only else "write"
                 raise CatalogLockedError(
-                    f"{path}: another process held the catalog for more than {timeout:.0f} s, so it "
+                    f"{path}: another process held the catalog for more than {timeout:g} s, so it "
                     f"could not be opened to {mode} ({e}). Wait for the running job or query to "
                     "finish and retry; nothing was lost (the partitions are on disk, and "
                     "`midas catalog rebuild` registers them all).") from None
