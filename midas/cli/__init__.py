@@ -27,6 +27,7 @@ COMMAND_MODULES = [
     "midas.cli.demo_cmd",
     "midas.cli.ops_cmd",
     "midas.cli.features_cmd",
+    "midas.cli.book_cmd",
 ]
 
 
