@@ -182,4 +182,46 @@ def coll():
     return SimpleNamespace(
         RunningCollector=RunningCollector, raw_files=raw_files, file_records=file_records,
         collected=collected, record_id=record_id, sent_records=sent_records, strip_local=strip_local,
-        data_records=data_records, check_files_start_with_snapshots=check_files_start_with_snapshots)
+        data_records=data_records, check_files_start_with_snapshots=check_files_start_with_snapshots,
+        match_connection_prefixes=lambda *a: match_connection_prefixes(*a),
+        events_after=lambda *a: events_after(*a))
+
+
+def match_connection_prefixes(got: list[dict], sent: SentStream, symbol: str) -> dict[int, int]:
+    """Check that `got` (a symbol's data records from the files) is, connection after connection,
+    every message sent on it (first copy only), except possibly the last few sent just before the
+    connection broke (lost in the socket when the exchange aborted it). Returns {connection: lost}."""
+    i = 0
+    lost = {}
+    seen = set()
+    for cid in sorted(sent.per_connection):
+        recs = []
+        for r in sent.per_connection[cid]:
+            key = record_id(r)
+            if r["symbol"] == symbol and key not in seen:
+                seen.add(key)
+                recs.append(r)
+        n = 0
+        while n < len(recs) and i < len(got) and strip_local(got[i]) == strip_local(recs[n]):
+            i += 1
+            n += 1
+        lost[cid] = len(recs) - n
+    assert i == len(got), f"{symbol}: record {i} of the files was never sent: {got[i] if i < len(got) else None}"
+    return lost
+
+
+def events_after(records: list[dict], kind: str) -> list[list[str]]:
+    """For every `kind` event, the record types/events that follow it up to the next data record
+    of depth type, e.g. ['connected', 'resync', 'snapshot']."""
+    out = []
+    for i, r in enumerate(records):
+        if r["type"] == "event" and r["event"] == kind:
+            tail = []
+            for nxt in records[i + 1:]:
+                if nxt["type"] == "event":
+                    tail.append(nxt["event"])
+                elif nxt["type"] == "snapshot":
+                    tail.append("snapshot")
+                    break
+            out.append(tail)
+    return out
