@@ -5,6 +5,7 @@ over the websockets client."""
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import threading
 import time
@@ -33,6 +34,10 @@ class RefBook:
         self.depth = depth
         self.bids: dict[str, str] = {}
         self.asks: dict[str, str] = {}
+        self.bid_keys: list[tuple[Decimal, str]] = []   # ascending; best bid last
+        self.ask_keys: list[tuple[Decimal, str]] = []   # ascending; best ask first
+        self.track_depth = True
+        self.bests: dict[int, tuple[str, str, str, str]] = {}   # u -> best levels after that diff
         self.buffer: list[dict] = []
         self.last_u: int | None = None
         self.synced = False
@@ -41,22 +46,29 @@ class RefBook:
         self.duplicates = 0
 
     def top(self) -> tuple[list, list]:
-        bids = sorted(self.bids, key=Decimal, reverse=True)[: self.depth]
-        asks = sorted(self.asks, key=Decimal)[: self.depth]
+        bids = [p for _, p in self.bid_keys[-self.depth:][::-1]]
+        asks = [p for _, p in self.ask_keys[: self.depth]]
         return [[p, self.bids[p]] for p in bids], [[p, self.asks[p]] for p in asks]
 
     def best(self) -> tuple[str, str, str, str]:
-        b = max(self.bids, key=Decimal)
-        a = min(self.asks, key=Decimal)
+        b = self.bid_keys[-1][1]
+        a = self.ask_keys[0][1]
         return b, self.bids[b], a, self.asks[a]
 
+    def _set(self, side: dict, keys: list, price: str, qty: str) -> None:
+        if Decimal(qty) == 0:
+            if side.pop(price, None) is not None:
+                del keys[bisect.bisect_left(keys, (Decimal(price), price))]
+        else:
+            if price not in side:
+                bisect.insort(keys, (Decimal(price), price))
+            side[price] = qty
+
     def _apply_levels(self, diff: dict) -> None:
-        for side, levels in ((self.bids, diff["b"]), (self.asks, diff["a"])):
-            for price, qty in levels:
-                if Decimal(qty) == 0:
-                    side.pop(price, None)
-                else:
-                    side[price] = qty
+        for price, qty in diff["b"]:
+            self._set(self.bids, self.bid_keys, price, qty)
+        for price, qty in diff["a"]:
+            self._set(self.asks, self.ask_keys, price, qty)
 
     def load_snapshot(self, snap: dict) -> bool:
         """Apply a REST snapshot to the buffered diffs; False if a newer snapshot is needed."""
@@ -67,8 +79,11 @@ class RefBook:
                 return False
             if not self.futures and first["U"] > last_id + 1:
                 return False
-        self.bids = {p: q for p, q in snap["bids"]}
-        self.asks = {p: q for p, q in snap["asks"]}
+        self.bids, self.asks, self.bid_keys, self.ask_keys = {}, {}, [], []
+        for p, q in snap["bids"]:
+            self._set(self.bids, self.bid_keys, p, q)
+        for p, q in snap["asks"]:
+            self._set(self.asks, self.ask_keys, p, q)
         self.last_u = last_id
         self.synced = True
         self.first_applied = False
@@ -77,7 +92,7 @@ class RefBook:
             self.on_diff(diff)
         return True
 
-    def on_diff(self, diff: dict, track: bool = True) -> None:
+    def on_diff(self, diff: dict) -> None:
         if not self.synced:
             self.buffer.append(diff)
             return
@@ -112,8 +127,10 @@ class RefBook:
                 return
         self._apply_levels(diff)
         self.last_u = u
-        if track:
+        if self.track_depth:
             self.applied.append((diff["E"], u, *self.top()))
+        else:
+            self.bests[u] = self.best()
 
 
 def book_at(applied: list, ts_us: int):
