@@ -24,6 +24,7 @@ app = typer.Typer(
 COMMAND_MODULES = [
     "midas.cli.config_cmd",
     "midas.cli.exchange_cmd",
+    "midas.cli.collect_cmd",
     "midas.cli.demo_cmd",
     "midas.cli.ops_cmd",
     "midas.cli.features_cmd",
