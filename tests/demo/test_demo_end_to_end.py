@@ -1,0 +1,83 @@
+"""`midas demo` end to end: a real `midas exchange` subprocess, the Prefect collection flow (a real
+temporary Prefect server), the processing flow, the catalog, queries and charts, ~20 s of collection.
+
+Checked independently of the demo's own summary: the raw files are re-read here, the partitions
+read with pyarrow, the catalog queried with DuckDB, and the faults the demo injects (one sequence
+gap, one disconnect) must appear as exactly those gaps for each symbol.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pyarrow.parquet as pq
+
+from midas.layout import list_raw_files
+from midas.raw import read_raw_records
+
+SYMBOLS = ("BTCUSDT", "ETHUSDT")
+VENUE = "binance-futures"
+
+
+def test_demo_short_run(tmp_path, repo_root):
+    data_dir = tmp_path / "demo-data"
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               DO_NOT_TRACK="1", COLUMNS="150")
+    proc = subprocess.run([sys.executable, "-m", "midas.cli", "demo", "--seconds", "20", "--data-dir",
+                           str(data_dir)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    out = proc.stdout
+    assert proc.returncode == 0, f"stdout:\n{out[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+
+    # the summary was printed, with the figures of the files on disk
+    records = {s: [r for p in list_raw_files(data_dir, VENUE, s) for r in read_raw_records(p)] for s in SYMBOLS}
+    total = sum(len(r) for r in records.values())
+    assert total > 200
+    assert "MIDAS demo summary: binance-futures BTCUSDT, ETHUSDT" in out
+    assert "│ messages recorded        │" in out and f" {total:,} (" in out
+    assert "throughput per stage" in out and "features size / raw size" in out
+
+    # every raw file is final and starts with a snapshot (SPEC §2)
+    for symbol in SYMBOLS:
+        assert not list_raw_files(data_dir, VENUE, symbol, partial=True)
+        for path in list_raw_files(data_dir, VENUE, symbol):
+            assert read_raw_records(path)[0]["type"] == "snapshot", path
+
+    # the injected faults: one sequence gap and one disconnect per symbol, seen by the collector...
+    for symbol, recs in records.items():
+        events = Counter(r["event"] for r in recs if r["type"] == "event")
+        assert events["gap"] == 1 and events["disconnected"] == 2, (symbol, events)   # the drop + the stop
+        assert events["connected"] == 2, (symbol, events)
+    # ... and in the gaps dataset
+    gaps = duckdb.sql(f"SELECT symbol, reason, count(*) FROM read_parquet('{data_dir}/clean/gaps/**/*.parquet', "
+                      "hive_partitioning = true) WHERE reason <> 'no_snapshot' GROUP BY ALL ORDER BY ALL").fetchall()
+    assert gaps == [("BTCUSDT", "disconnected", 1), ("BTCUSDT", "sequence_gap", 1),
+                    ("ETHUSDT", "disconnected", 1), ("ETHUSDT", "sequence_gap", 1)]
+
+    # features: non-empty, one row per book row, and registered in the catalog
+    for symbol in SYMBOLS:
+        features = sorted((data_dir / "features" / f"venue={VENUE}" / f"symbol={symbol}").glob("*/*/part-0.parquet"))
+        books = sorted((data_dir / "clean" / "book" / f"venue={VENUE}" / f"symbol={symbol}").glob("*/*/part-0.parquet"))
+        assert features and len(features) == len(books)
+        n_features = sum(pq.ParquetFile(p).metadata.num_rows for p in features)
+        assert n_features > 0
+        assert n_features == sum(pq.ParquetFile(p).metadata.num_rows for p in books)
+    con = duckdb.connect(str(data_dir / "midas.duckdb"), read_only=True)
+    try:
+        catalog_rows = con.execute("SELECT symbol, count(*) FROM features GROUP BY symbol ORDER BY symbol").fetchall()
+    finally:
+        con.close()
+    assert [s for s, _ in catalog_rows] == list(SYMBOLS) and all(n > 0 for _, n in catalog_rows)
+
+    # the three example queries and a chart per symbol
+    assert out.count("midas query") == 3
+    for symbol in SYMBOLS:
+        charts = list((data_dir / "charts" / VENUE).glob(f"{symbol}_*.png"))
+        assert len(charts) == 1 and charts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"chart: {charts[0]}" in out
+    assert (data_dir / ".midas-demo").is_file()
