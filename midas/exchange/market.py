@@ -209,9 +209,9 @@ class SymbolMarket:
                 p = rng.randint(bb + 1, ba + 20)
             if p > 0 and (is_bid and p < ba or not is_bid and p > bb):
                 change(is_bid, p, self._size())
-        elif r < 0.76:                                 # change anywhere in the book
-            if n:
-                p = prices[rng.randrange(n)]
+        elif r < 0.76:                                 # change anywhere in the snapshot's depth
+            if n > 20:
+                p = self._price_at(is_bid, rng.randrange(20, min(n, SNAPSHOT_DEPTH)))
                 change(is_bid, p, 0 if (n > self.target_levels and rng.random() < 0.5) else self._size())
         elif r < 0.86:                                 # beyond the snapshot depth
             if n > SNAPSHOT_DEPTH + 10:
@@ -241,7 +241,7 @@ class SymbolMarket:
         prices = self.bid_prices if is_bid else self.ask_prices
         if len(prices) < 2:
             return
-        i = rng.randrange(30, len(prices)) if len(prices) > 31 else len(prices) - 1
+        i = rng.randrange(30, min(len(prices), SNAPSHOT_DEPTH)) if len(prices) > 31 else len(prices) - 1
         anchor = self._price_at(is_bid, i)
         p = anchor - rng.randint(1, 50) if is_bid else anchor + rng.randint(1, 50)
         if p > 0:

@@ -150,6 +150,7 @@ class StreamClient:
     def __init__(self, url: str):
         self.url = url
         self.frames: list[str] = []
+        self.times: list[float] = []          # monotonic receive time of each frame
         self.closed = threading.Event()
         self.opened = threading.Event()
         self.close_code: int | None = None
@@ -174,6 +175,7 @@ class StreamClient:
                     self.opened.set()
                     try:
                         async for frame in ws:
+                            self.times.append(time.monotonic())
                             self.frames.append(frame)
                     except ConnectionClosed:
                         pass
