@@ -195,6 +195,8 @@ class MessageRouter:
         if conn.id in self.joins or conn.joining:
             return
         self.join_of_old.pop(conn.id, None)
+        if reason != "shutdown":
+            self.counters.reconnects += 1
         for state in self.group_states(conn.group):
             if state.connection != conn.id:
                 continue
@@ -222,6 +224,7 @@ class MessageRouter:
             missing = sorted(join.pending | (join.seen_old - set(join.first)))
             log_kv(log, "planned reconnect switched before every stream overlapped", logging.WARNING,
                    old=old.id, new=new.id, not_overlapping=",".join(f"{s}@{k}" for s, k in missing))
+        self.counters.reconnects += 1
         for state in self.group_states(new.group):
             state.connection = new.id
             state.files.event("connected", f"connection {new.id} to {_short_url(new.url)} replaces "

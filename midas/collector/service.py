@@ -76,6 +76,7 @@ class CollectorSummary:
     seconds: float
     rest_sends: list[tuple[float, float]] = field(default_factory=list)
     rest_answers: dict[int, int] = field(default_factory=dict)
+    rest_max_used_weight: int = 0
 
 
 def salvage_symbol(settings: Settings, symbol: str) -> list[SalvageReport]:
@@ -125,6 +126,8 @@ class Collector:
         self.salvaged: list[SalvageReport] = []
         self.fatal: BaseException | None = None
         self.snapshot_requests = 0
+        self._health_since = time.monotonic()
+        self._health_bytes = 0
 
     # Snapshots ------------------------------------------------------------------------------------
 
@@ -164,21 +167,24 @@ class Collector:
                         state.files.open_with_snapshot(None, reason)
 
     async def _health_loop(self, stop: asyncio.Event) -> None:
-        interval = self.options.health_interval_secs
-        last_bytes = 0
-        last = time.monotonic()
-        while not stop.is_set():
-            await _sleep_or_stop(stop, interval)
-            now = time.monotonic()
-            total = self.bytes_written()
-            report = self.counters.report(now - last, total - last_bytes)
-            last, last_bytes = now, total
-            log.info(report.line())
-            if self.on_health is not None:
-                try:
-                    self.on_health(report)
-                except Exception as e:  # a broken health consumer must not stop collection
-                    log_kv(log, "on_health callback failed", logging.WARNING, error=repr(e))
+        while True:
+            await _sleep_or_stop(stop, self.options.health_interval_secs)
+            if stop.is_set():
+                return
+            self._report_health()
+
+    def _report_health(self) -> None:
+        """Log the interval's summary line and hand the report to `on_health`."""
+        now = time.monotonic()
+        total = self.bytes_written()
+        report = self.counters.report(now - self._health_since, total - self._health_bytes)
+        self._health_since, self._health_bytes = now, total
+        log.info(report.line())
+        if self.on_health is not None:
+            try:
+                self.on_health(report)
+            except Exception as e:  # a broken health consumer must not stop collection
+                log_kv(log, "on_health callback failed", logging.WARNING, error=repr(e))
 
     def bytes_written(self) -> int:
         return sum(s.files.bytes_written for s in self.states.values())
@@ -186,7 +192,7 @@ class Collector:
     # Run ------------------------------------------------------------------------------------------
 
     async def run(self, duration: float | None, stop: asyncio.Event) -> CollectorSummary:
-        started = time.monotonic()
+        started = self._health_since = time.monotonic()
         settings = self.settings
         for symbol, state in self.states.items():
             for report in salvage_symbol(settings, symbol):
@@ -251,6 +257,7 @@ class Collector:
         for r in results:
             if isinstance(r, MidasError) and self.fatal is None:
                 self.fatal = r
+        self._report_health()       # the last, shorter interval: reports add up to the whole run
         detail = "collector stopped" if self.fatal is None else f"collector stopped by an error: {self.fatal}"
         for state in self.states.values():
             try:
@@ -276,7 +283,8 @@ class Collector:
             duplicates=sum(s.duplicates for s in self.states.values()),
             malformed=self.router.malformed_total, salvaged=list(self.salvaged),
             connections=sum(s.connects for s in self.supervisors), seconds=seconds,
-            rest_sends=list(self.client.sends), rest_answers=dict(self.client.answers))
+            rest_sends=list(self.client.sends), rest_answers=dict(self.client.answers),
+            rest_max_used_weight=self.client.max_used_weight)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, secs: float) -> None:

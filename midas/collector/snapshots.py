@@ -124,6 +124,7 @@ class SnapshotClient:
     retry_first_delay: float = 1.0
     sends: list[tuple[float, float]] = field(default_factory=list)   # (clock time, weight) per request
     answers: dict[int, int] = field(default_factory=dict)            # HTTP status -> count
+    max_used_weight: int = 0          # highest X-MBX-USED-WEIGHT-1M the exchange reported
 
     def __post_init__(self) -> None:
         from midas.venues import get_venue
@@ -202,6 +203,7 @@ class SnapshotClient:
             used_weight = float(used)
         except ValueError:
             return
+        self.max_used_weight = max(self.max_used_weight, int(used_weight))
         if used_weight + self.weight > self.pacer.budget_per_window * 0.95:
             # Binance counts weight per calendar minute: wait for the next one to start.
             now_wall = time.time()

@@ -1,0 +1,149 @@
+"""The collector as a service: weight pacing over many symbols, write errors, health reports,
+trade-only collection, giving up after MAX_RECONNECT_ATTEMPTS, stream groups."""
+
+from __future__ import annotations
+
+import errno
+import logging
+import socket
+
+import pytest
+
+from midas.collector import CollectorOptions, plan_groups, run_collector
+from midas.config import load_settings
+from midas.errors import CollectorError
+from midas.exchange import LocalExchange
+from midas.layout import list_raw_files
+
+VENUE = "binance-futures"
+
+
+def test_plan_groups_respects_the_stream_cap():
+    syms = [f"S{i}USDT" for i in range(7)]
+    assert plan_groups(syms, ["depth", "trade"], 4) == [syms[0:2], syms[2:4], syms[4:6], syms[6:7]]
+    assert plan_groups(syms, ["depth", "trade", "bookTicker"], 1024) == [syms]
+    assert plan_groups([f"S{i}USDT" for i in range(600)], ["depth", "trade"], 1024)[1][0] == "S512USDT"
+
+
+def test_weight_pacing_over_many_symbols_never_meets_a_429(tmp_path, coll):
+    symbols = [f"SYM{i:02d}USDT" for i in range(24)]
+    # 24 snapshots of weight 10 (limit 500) = 240 > the exchange's 200 per minute: they must wait.
+    with LocalExchange(venue=VENUE, symbols=symbols, seed=9, weight_budget=200) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=symbols,
+                                 snapshot_depth_limit=500)
+        options = CollectorOptions(health_interval_secs=5, rest_weight_budget=200)
+        with coll.RunningCollector(settings, options) as run:
+            run.wait_for(lambda: len(run.collector.client.sends) >= 3, timeout=30, what="3 snapshot requests")
+        summary = run.summary
+    times = [t for t, _ in summary.rest_sends]
+    # Burst: 10 % of 200 = 20 weight = 2 requests at once; then 80 % of 200 per minute = 1 every 3.75 s.
+    assert times[1] - times[0] < 0.5
+    assert times[2] - times[0] >= 3.75 - 0.05
+    assert set(summary.rest_answers) == {200}
+    assert summary.rest_max_used_weight <= 200
+    opened = [s for s in symbols if list_raw_files(tmp_path / "data", VENUE, s)]
+    assert len(opened) == 24          # every symbol's data is in a file, with or without a snapshot
+    with_snapshot = 0
+    for s in symbols:
+        recs = coll.file_records(list_raw_files(tmp_path / "data", VENUE, s)[0])
+        if recs[0]["type"] == "snapshot":
+            with_snapshot += 1
+        else:
+            assert recs[-1]["detail"] == ("collector stopped; no snapshot arrived before the end, "
+                                          "this file has none")
+    assert with_snapshot == len(summary.rest_sends)
+
+
+class FullDisk:
+    def __init__(self, real):
+        self.real = real
+
+    def write(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def flush(self):
+        pass
+
+    def fileno(self):
+        return self.real.fileno()
+
+    def close(self):
+        self.real.close()
+
+
+def test_disk_full_stops_cleanly_and_every_closed_file_is_valid(tmp_path, coll):
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    data = tmp_path / "data"
+    with LocalExchange(venue=VENUE, symbols=symbols, seed=2) as ex:
+        settings = load_settings(env_file=None, data_dir=data, ws_url=ex.ws_url, rest_url=ex.rest_url,
+                                 venue=VENUE, symbols=symbols, flush_interval_secs=0.2)
+        run = coll.RunningCollector(settings, CollectorOptions(health_interval_secs=5))
+        with pytest.raises(CollectorError) as err:
+            with run:
+                run.wait_for(lambda: all(s.files.has_file and s.files.bytes_written > 0
+                                         for s in run.collector.states.values()), 30, "files")
+                files = run.collector.states["BTCUSDT"].files
+                files.current._fh = FullDisk(files.current._fh)
+                run.wait_for(lambda: run.error is not None or not run._thread.is_alive(), 30, "the stop")
+    partial = list_raw_files(data, VENUE, "BTCUSDT", partial=True)
+    assert len(partial) == 1
+    assert str(err.value).startswith(f"cannot write raw file {partial[0]}: the disk is full (ENOSPC). "
+                                     "Collection stopped")
+    assert coll.file_records(partial[0])[0]["type"] == "snapshot"    # valid up to the last good frame
+    assert list_raw_files(data, VENUE, "BTCUSDT") == []
+    eth = list_raw_files(data, VENUE, "ETHUSDT")
+    assert len(eth) == 1 and list_raw_files(data, VENUE, "ETHUSDT", partial=True) == []
+    recs = coll.file_records(eth[0])
+    assert recs[0]["type"] == "snapshot" and recs[-1]["event"] == "shutdown"
+    assert recs[-1]["detail"].startswith("collector stopped by an error: cannot write raw file ")
+
+
+def test_health_reports_and_trade_only_collection(tmp_path, coll, caplog):
+    symbols = ["BTCUSDT", "ETHUSDT"]
+    reports = []
+    caplog.set_level(logging.INFO, logger="midas.collector")
+    with LocalExchange(venue=VENUE, symbols=symbols, seed=8, truth_dir=tmp_path / "truth") as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=symbols, streams=["trade"])
+        with coll.RunningCollector(settings, CollectorOptions(health_interval_secs=0.5),
+                                   on_health=reports.append) as run:
+            run.wait_for(lambda: len(reports) >= 4, 30, "4 health reports")
+            ex.stop()
+            run.wait_for(run.all_disconnected, 20, "the final disconnect")
+    summary = run.summary
+    assert summary.snapshot_requests == 0 and summary.rest_sends == []
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("collector health ")]
+    assert lines[:len(reports)] == [r.line() for r in reports]
+    assert sum(r.reconnects for r in reports) == 1     # the exchange went away at the end
+    for r in reports[:-1]:
+        assert 0.4 <= r.interval_secs <= 5.0
+    for r in reports:
+        assert r.messages["depth"] == 0 and r.messages["book_ticker"] == 0
+        assert r.messages_per_sec["trade"] == pytest.approx(r.messages["trade"] / r.interval_secs)
+    busy = [r for r in reports if r.messages["trade"]]
+    assert busy and all(set(r.lag_ms) <= set(symbols) for r in busy)
+    # The exchange's clock runs 1.3 s ahead: receive lag is negative, around -1300 ms.
+    assert all(-1400 <= p50 <= -1000 for r in busy for p50, _ in r.lag_ms.values())
+    assert sum(r.messages["trade"] for r in reports) == summary.messages["trade"]
+    sent = coll.sent_records(tmp_path / "truth", VENUE)
+    for s in symbols:
+        recs = coll.collected(tmp_path / "data", VENUE, s)
+        assert recs[0]["type"] == "event" and recs[0]["event"] == "connected"   # no depth: no snapshot
+        assert [coll.strip_local(r) for r in coll.data_records(recs)] == \
+            [coll.strip_local(r) for r in sent.unique(s)]
+
+
+def test_gives_up_after_max_reconnect_attempts(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]          # nothing listens there once closed
+    settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=f"ws://127.0.0.1:{port}",
+                             rest_url=f"http://127.0.0.1:{port}", venue=VENUE, symbols=["BTCUSDT"],
+                             reconnect_delay_secs=0.05, max_reconnect_attempts=3)
+    with pytest.raises(CollectorError) as err:
+        run_collector(settings, duration=60, handle_signals=False)
+    assert str(err.value).startswith(f"cannot connect to ws://127.0.0.1:{port}/stream?streams=btcusdt@depth@100ms/"
+                                     "btcusdt@trade: ")
+    assert str(err.value).endswith("gave up after 3 attempts (MAX_RECONNECT_ATTEMPTS)")
+    assert list((tmp_path / "data").rglob("*.zst*")) == []
