@@ -188,9 +188,20 @@ class StreamClient:
 
         self._loop.run_until_complete(main())
 
-    def send(self, obj) -> None:
-        text = obj if isinstance(obj, str) else json.dumps(obj)
-        asyncio.run_coroutine_threadsafe(self._ws.send(text), self._loop).result(30)
+    def send(self, obj) -> bool:
+        """Send a text (or bytes, or JSON of an object); False if the connection closed meanwhile."""
+        text = obj if isinstance(obj, (str, bytes)) else json.dumps(obj)
+        if self.closed.is_set():
+            return False
+        future = asyncio.run_coroutine_threadsafe(self._ws.send(text), self._loop)
+        deadline = time.monotonic() + 30
+        while not future.done():
+            if self.closed.is_set():
+                return False        # the loop has stopped: the send will never complete
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sending on {self.url} took longer than 30 s")
+            time.sleep(0.005)
+        return future.exception() is None
 
     def close(self) -> None:
         if self._ws is not None and not self.closed.is_set():
