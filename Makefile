@@ -44,6 +44,7 @@ PREFECT_TARGETS := server worker deploy hourly-now
 $(PREFECT_TARGETS): export PREFECT_API_URL ?= http://127.0.0.1:4200/api
 $(PREFECT_TARGETS): export MIDAS_HOME ?= $(CURDIR)
 $(PREFECT_TARGETS): export PREFECT_LOGGING_EXTRA_LOGGERS ?= midas
+$(PREFECT_TARGETS): export PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW ?= ignore
 COMPOSE ?= docker compose
 
 server: $(STAMP)

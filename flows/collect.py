@@ -11,28 +11,31 @@ import time
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from midas.config import Settings, load_settings
+from flows.common import flow_settings
+from midas.config import Settings
 from midas.supervisor import CollectorRun, run_collector_process
 
 
 @task(name="run-collector", retries=1000, retry_delay_seconds=10, cache_policy=NO_CACHE)
-def run_collector_task(settings: Settings, until: float | None) -> CollectorRun:
+def run_collector_task(settings: Settings, until: float | None, health_interval_secs: float) -> CollectorRun:
     logger = get_run_logger()
-    return run_collector_process(settings, until=until, on_health=lambda line, report: logger.info(line))
+    return run_collector_process(settings, until=until, health_interval_secs=health_interval_secs,
+                                 on_health=lambda line, report: logger.info(line))
 
 
 @flow(name="midas-collect")
 def collect(duration_seconds: float | None = None, symbols: list[str] | None = None,
             data_dir: str | None = None, venue: str | None = None, ws_url: str | None = None,
-            rest_url: str | None = None, restarts: int = 1000,
-            restart_delay_seconds: float = 10.0) -> CollectorRun:
+            rest_url: str | None = None, restarts: int = 1000, restart_delay_seconds: float = 10.0,
+            health_interval_secs: float = 60.0) -> CollectorRun:
     """Collect `symbols` (default: SYMBOLS) for `duration_seconds` (default: until cancelled),
-    restarting a dead collector up to `restarts` times, `restart_delay_seconds` apart."""
-    settings = load_settings(symbols=symbols, data_dir=data_dir, venue=venue, ws_url=ws_url,
+    restarting a dead collector up to `restarts` times, `restart_delay_seconds` apart, and logging
+    its health every `health_interval_secs`."""
+    settings = flow_settings("collect", symbols=symbols, data_dir=data_dir, venue=venue, ws_url=ws_url,
                              rest_url=rest_url)
     until = None if duration_seconds is None else time.time() + duration_seconds
     task_ = run_collector_task.with_options(retries=restarts, retry_delay_seconds=restart_delay_seconds)
-    return task_(settings, until)
+    return task_(settings, until, health_interval_secs)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def run_hours(settings: Settings, keys: list[HourKey], *, retry_delay_seconds: f
     failed: list[str] = []
     for done, future in enumerate(as_completed([f for f, _ in futures]), start=1):
         key = keys_by_future[id(future)]
+        future.wait()            # makes `state` the final state, not the API's possibly older copy
         state = future.state
         label = f"{key.symbol} {format_hour(key.hour)}"
         if state.type == StateType.COMPLETED:

@@ -1,6 +1,7 @@
 """Run the collector in a child process and watch it: what the Prefect collection flow calls.
 
-The collector runs as `python -m midas.supervisor <settings json> <seconds|forever>` so that a crash
+The collector runs as `python -m midas.supervisor <settings json> <seconds|forever> <health secs>`
+so that a crash
 of any kind (an exception, the OOM killer, `kill -9`) ends only the child. `run_collector_process`
 then raises `CollectorError` naming the exit code or signal, and the caller (the flow's task
 retries) starts a new child, which salvages the `.partial` files the dead one left (every complete
@@ -14,6 +15,7 @@ logger name and level, so they reach the Prefect UI; its per-minute health repor
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -84,12 +86,14 @@ def _pump(stream: IO[str], handle: Callable[[str], None]) -> None:
 
 def run_collector_process(settings: Settings, until: float | None = None,
                           on_health: Callable[[str, dict[str, Any]], None] | None = None,
-                          stop_event: threading.Event | None = None) -> CollectorRun:
+                          stop_event: threading.Event | None = None,
+                          health_interval_secs: float = 60.0) -> CollectorRun:
     """Run the collector in a child process until `until` (epoch seconds; None = forever) or until
-    `stop_event` is set. Raises CollectorError when the child dies any other way."""
+    `stop_event` is set, with a health report every `health_interval_secs`. Raises CollectorError
+    when the child dies any other way."""
     seconds = "forever" if until is None else f"{max(0.0, until - time.time()):.3f}"
     payload = json.dumps(settings.model_dump(mode="json"))
-    cmd = [sys.executable, "-m", "midas.supervisor", payload, seconds]
+    cmd = [sys.executable, "-m", "midas.supervisor", payload, seconds, str(float(health_interval_secs))]
     started = time.monotonic()
     reports = 0
 
@@ -110,8 +114,12 @@ def run_collector_process(settings: Settings, until: float | None = None,
     path.write_text(f"{child.pid}\n")
     log_kv(log, "collector process started", pid=child.pid, symbols=",".join(settings.symbols),
            venue=settings.venue, seconds=seconds)
-    pumps = [threading.Thread(target=_pump, args=(child.stdout, handle_stdout), daemon=True),
-             threading.Thread(target=_pump, args=(child.stderr, _forward_log_line), daemon=True)]
+    # The pumps run in copies of the caller's context, so log records they emit belong to the
+    # caller's Prefect flow/task run and reach the UI.
+    pumps = [threading.Thread(target=contextvars.copy_context().run,
+                              args=(_pump, child.stdout, handle_stdout), daemon=True),
+             threading.Thread(target=contextvars.copy_context().run,
+                              args=(_pump, child.stderr, _forward_log_line), daemon=True)]
     for t in pumps:
         t.start()
     try:
@@ -149,11 +157,12 @@ def run_collector_process(settings: Settings, until: float | None = None,
 # The child ---------------------------------------------------------------------------------------
 
 def _child_main(argv: list[str]) -> int:
-    from midas.collector import run_collector
+    from midas.collector import CollectorOptions, run_collector
     from midas.logs import setup_logging
 
     settings = load_settings(env_file=None, **json.loads(argv[0]))
     duration = None if argv[1] == "forever" else float(argv[1])
+    options = CollectorOptions(health_interval_secs=float(argv[2]))
     setup_logging(settings.log_level, settings.log_dir, "collector")
     stop = threading.Event()
     parent = os.getppid()
@@ -179,7 +188,7 @@ def _child_main(argv: list[str]) -> int:
         sys.stdout.flush()
 
     try:
-        run_collector(settings, duration=duration, stop_event=stop, on_health=on_health)
+        run_collector(settings, duration=duration, stop_event=stop, on_health=on_health, options=options)
     except CollectorError as e:
         log_kv(log, "collector failed", logging.ERROR, error=e)
         return 2

@@ -43,6 +43,7 @@ def _prefect_env() -> dict[str, str]:
     env.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     env.setdefault("DO_NOT_TRACK", "1")
     env.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "midas")
+    env.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
     env.setdefault("MIDAS_HOME", str(REPO_ROOT))
     return env
 

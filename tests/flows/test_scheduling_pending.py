@@ -166,10 +166,19 @@ def test_raw_files_are_read_once_until_they_change(tmp_path, caplog):
     _write_local_hour(tmp_path, "BTCUSDT", "2024-07-18T10", skew_us=1_000_000)
     _write_local_hour(tmp_path, "BTCUSDT", "2024-07-18T11", skew_us=1_000_000)
     now = _at("2024-07-18T13:00:00")
+    def indexed_files() -> set[str]:
+        return {r.getMessage().split(" file=")[1].split()[0] for r in caplog.records
+                if r.getMessage().startswith("raw file indexed ")}
+
     with caplog.at_level(logging.INFO, logger="midas.scheduling"):
         pending_hours(s, now=now)
+        assert indexed_files() == {"raw/binance-futures/BTCUSDT/2024-07-18/BTCUSDT_20240718T10_0.jsonl.zst",
+                                   "raw/binance-futures/BTCUSDT/2024-07-18/BTCUSDT_20240718T11_0.jsonl.zst"}
+        written = (state_dir(s) / "raw_index.json").stat().st_mtime_ns
+        caplog.clear()
         pending_hours(s, now=now)
-    assert [r.getMessage().split(" file=")[0] for r in caplog.records].count("raw file indexed") == 2
+        assert indexed_files() == set()
+        assert (state_dir(s) / "raw_index.json").stat().st_mtime_ns == written
     index = orjson.loads((state_dir(s) / "raw_index.json").read_bytes())
     assert index["files"]["raw/binance-futures/BTCUSDT/2024-07-18/BTCUSDT_20240718T11_0.jsonl.zst"][
         "hours"] == ["2024-07-18T11", "2024-07-18T12"]

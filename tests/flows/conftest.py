@@ -1,0 +1,63 @@
+"""One Prefect test server for the whole session of flow tests (it takes seconds to start)."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
+
+    # midas.* lines logged outside a flow run (e.g. an import before the flow) stay local, silently.
+    with prefect_test_harness(server_startup_timeout=180), \
+            temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        # What PREFECT_LOGGING_EXTRA_LOGGERS=midas does when Prefect sets up logging (deployments
+        # and compose set the variable; here Prefect's logging may be set up before this runs).
+        midas_logger = logging.getLogger("midas")
+        added = [h for h in logging.getLogger("prefect.extra").handlers if h not in midas_logger.handlers]
+        for handler in added:
+            midas_logger.addHandler(handler)
+        yield
+        for handler in added:
+            midas_logger.removeHandler(handler)
+
+
+@pytest.fixture(scope="session")
+def task_runs_of(prefect_harness):
+    return _flow_task_runs
+
+
+@pytest.fixture(scope="session")
+def logs_of(prefect_harness):
+    return _flow_run_logs
+
+
+def _flow_task_runs(flow_run_id):
+    """Every task run of a flow run, as {name: [task runs]}, read back from the Prefect API."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    out: dict[str, list] = {}
+    for run in runs:
+        out.setdefault(run.name, []).append(run)
+    return out
+
+
+def _flow_run_logs(flow_run_id) -> list[str]:
+    """Every log line of a flow run (and its task runs) as `logger message`."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [f"{log.name} {log.message}" for log in logs]
