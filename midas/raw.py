@@ -42,14 +42,17 @@ class RawFileWriter:
     and appends it, so a crash loses at most the unflushed records.
     """
 
-    def __init__(self, final_path: Path, *, level: int = 3, fsync: bool = True):
+    def __init__(self, final_path: Path, *, level: int = 3, fsync: bool = True,
+                 compressor: zstandard.ZstdCompressor | None = None):
+        # `compressor`: one ZstdCompressor shared by many writers of one thread (each context keeps
+        # about a megabyte of tables: 200 open files would otherwise hold hundreds of MB).
         self.final_path = Path(final_path)
         self.partial_path = self.final_path.with_name(self.final_path.name + PARTIAL_SUFFIX)
         if self.final_path.exists() or self.partial_path.exists():
             raise RawFileError(f"{self.final_path}: refusing to overwrite an existing raw file")
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
         self._fh = open(self.partial_path, "xb")
-        self._compressor = zstandard.ZstdCompressor(level=level)
+        self._compressor = compressor or zstandard.ZstdCompressor(level=level)
         self._buffer: list[bytes] = []
         self._fsync = fsync
         self.stats = RawFileStats(self.partial_path)
