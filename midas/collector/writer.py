@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import errno
 import math
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
+import zstandard
 
 from midas import wire
 from midas.errors import CollectorError
@@ -35,6 +37,15 @@ from midas.layout import parse_raw_file_name, raw_file_path, raw_symbol_dir
 from midas.raw import RawFileWriter
 
 GB = 1 << 30
+_COMPRESSORS = threading.local()
+
+
+def shared_compressor() -> zstandard.ZstdCompressor:
+    """One zstd context per thread for every raw file: its tables are reused across files."""
+    cctx = getattr(_COMPRESSORS, "cctx", None)
+    if cctx is None:
+        cctx = _COMPRESSORS.cctx = zstandard.ZstdCompressor(level=3)
+    return cctx
 
 
 def local_hour(wall_secs: float) -> datetime:
@@ -144,7 +155,7 @@ class SymbolFiles:
             self.event("rotated", f"{reason}: continues in {final.name}")
             self._close_current()
         try:
-            writer = RawFileWriter(final, fsync=self.fsync)
+            writer = RawFileWriter(final, fsync=self.fsync, compressor=shared_compressor())
         except OSError as e:
             raise CollectorError(describe_write_error(final, e)) from e
         self.current = writer
