@@ -16,7 +16,8 @@ from midas.config import Settings
 from midas.supervisor import CollectorRun, run_collector_process
 
 
-@task(name="run-collector", retries=1000, retry_delay_seconds=10, cache_policy=NO_CACHE)
+@task(name="run-collector", task_run_name="run-collector", retries=1000, retry_delay_seconds=10,
+      cache_policy=NO_CACHE)
 def run_collector_task(settings: Settings, until: float | None, health_interval_secs: float) -> CollectorRun:
     logger = get_run_logger()
     return run_collector_process(settings, until=until, health_interval_secs=health_interval_secs,

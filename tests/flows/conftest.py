@@ -8,6 +8,9 @@ import os
 import pytest
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# midas.* lines logged outside a flow run (the local exchange's threads, an import before a flow)
+# stay local, silently; threads without Prefect's settings context read this from the environment.
+os.environ.setdefault("PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW", "ignore")
 
 
 @pytest.fixture(scope="session")
@@ -16,7 +19,6 @@ def prefect_harness():
 
     from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
-    # midas.* lines logged outside a flow run (e.g. an import before the flow) stay local, silently.
     with prefect_test_harness(server_startup_timeout=180), \
             temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
         # What PREFECT_LOGGING_EXTRA_LOGGERS=midas does when Prefect sets up logging (deployments
