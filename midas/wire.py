@@ -7,6 +7,7 @@ quantities stay the exchange's decimal strings; times become integer microsecond
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -46,19 +47,23 @@ def _decimal_str(data: dict, key: str, where: str) -> str:
     return v
 
 
+# Binance decimals look like "61737.63000000": ASCII digits with at most one dot, no sign.
+# (A compiled pattern: this runs for every price and quantity of every message, ~1 M per minute.)
+_DECIMAL_MATCH = re.compile(r"[0-9]+(?:\.[0-9]*)?").fullmatch
+
+
 def _is_decimal(v: str) -> bool:
-    # Binance decimals look like "61737.63000000": digits with at most one dot, no sign.
-    head, _, tail = v.partition(".")
-    return (head.isdigit() and (tail == "" or tail.isdigit())) if head else False
+    return _DECIMAL_MATCH(v) is not None
 
 
 def _levels(data: dict, key: str, where: str) -> list[list[str]]:
     levels = data.get(key)
     if type(levels) is not list:
         raise WireError(f"{where}: field {key!r} must be a list of [price, qty], got {levels!r:.40}")
+    match = _DECIMAL_MATCH
     for lvl in levels:
         if (type(lvl) is not list or len(lvl) != 2 or type(lvl[0]) is not str
-                or type(lvl[1]) is not str or not _is_decimal(lvl[0]) or not _is_decimal(lvl[1])):
+                or type(lvl[1]) is not str or match(lvl[0]) is None or match(lvl[1]) is None):
             raise WireError(f"{where}: field {key!r} has a bad level {lvl!r:.60}")
     return levels
 
