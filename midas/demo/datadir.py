@@ -1,7 +1,7 @@
 """The demo's data directory: `--fresh` empties what an earlier demo left, never anything else.
 
 A directory the demo writes into gets a marker file. `--fresh` removes MIDAS's own entries (raw/,
-clean/, features/, charts/, state/, the catalog) only from a directory that carries the marker or
+clean/, features/, charts/, state/, the catalog, the replay capture) only from a directory that carries the marker or
 holds none of them; a directory with MIDAS data and no marker (e.g. real recordings in `data/`) is
 refused with an error saying how to proceed, so the demo can never wipe a production recording.
 """
@@ -14,7 +14,8 @@ from pathlib import Path
 from midas.errors import ConfigError
 
 MARKER = ".midas-demo"
-MIDAS_ENTRIES = ("raw", "clean", "features", "charts", "state", "midas.duckdb", "midas.duckdb.wal")
+MIDAS_ENTRIES = ("raw", "clean", "features", "charts", "state", "midas.duckdb", "midas.duckdb.wal",
+                 "replay-capture")
 
 
 def midas_entries(data_dir: Path) -> list[Path]:

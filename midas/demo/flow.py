@@ -4,9 +4,9 @@ The hourly flow (flows/hourly.py) processes *closed* hours only, so a live recor
 hour that is still being written. The demo stops its collector first (every raw file is final) and
 then must also process the current, still-open hour; this flow takes the hours as a parameter and
 runs the very task of the hourly flow (`flows.hour_tasks.process_hour_task`: rebuild -> features ->
-catalog, recorded in the ledger) for each, one after the other in hour order per symbol (two
-catalog registrations at once in one process can conflict in DuckDB, and the demo's box has two
-cores to share with the exchange anyway). It returns
+catalog, recorded in the ledger) for each, one after the other, in hour order per symbol: two
+catalog registrations at once in one process can conflict in DuckDB ("write-write conflict"), and
+the demo's box has two cores to share with the exchange anyway. It returns
 every hour's `HourSummary` and publishes a Markdown table of them as the `midas-demo-hours` artifact.
 """
 
@@ -24,21 +24,17 @@ from midas.layout import format_hour, parse_hour
 DEMO_HOUR_RETRIES = 1
 
 
-@flow(name="midas-demo-hours", task_runner=ThreadPoolTaskRunner(max_workers=1))
+@flow(name="midas-demo-hours", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def process_demo_hours(data_dir: str, venue: str, symbols: list[str], hours: list[tuple[str, str]]) -> list[Any]:
     """Process the given (symbol, YYYY-MM-DDTHH) hours, oldest first per symbol."""
     from flows.hour_tasks import process_hour_task
 
     settings = load_settings(data_dir=data_dir, venue=venue, symbols=symbols)
     task = process_hour_task.with_options(retries=DEMO_HOUR_RETRIES, retry_delay_seconds=2)
-    previous: dict[str, Any] = {}
-    futures = []
+    futures: list[Any] = []
     for symbol, hour in sorted(hours, key=lambda sh: (sh[0], sh[1])):
-        before = previous.get(symbol)
-        future = task.submit(settings, venue, symbol, parse_hour(hour),
-                             wait_for=[before] if before is not None else None)
-        previous[symbol] = future
-        futures.append(future)
+        futures.append(task.submit(settings, venue, symbol, parse_hour(hour),
+                                   wait_for=futures[-1:] or None))
     summaries = [f.result() for f in futures]
     lines = ["| symbol | hour (UTC) | book | trades | gaps | features | seconds |", "|---|---|---|---|---|---|---|"]
     for s in summaries:

@@ -20,15 +20,17 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from midas.config import Settings, load_settings
 from midas.demo.datadir import prepare_data_dir
 from midas.demo.progress import RawWatcher
-from midas.demo.summary import DemoReport, QueryResult, StageTiming, build_report, render_report
+from midas.demo.summary import (DemoReport, QueryResult, StageTiming, build_report, raw_file_counts,
+                                render_query, render_report)
 from midas.errors import CollectorError, ConfigError, DataError, MidasError
-from midas.layout import format_hour
+from midas.layout import format_hour, list_raw_files
 from midas.logs import log_kv
 
 logger = logging.getLogger("midas.demo")
@@ -44,6 +46,7 @@ REAL_RECORDINGS = (("binance-futures", "usdm-btcusdt-2024-07-18T2357.txt.gz"),
                    ("binance", "spot-btcusdt-2024-08-08T2354.txt.gz"))
 REPLAY_SPEED = 30.0
 REPLAY_MARGIN_SECS = 12.0           # connect, first snapshot and the last messages' flush
+CAPTURE_DIR = "replay-capture"      # under the demo's data directory: the collector's copy of a replay
 
 
 @dataclass
@@ -55,6 +58,7 @@ class DemoPlan:
     symbols: list[str]
     collect_seconds: float
     exchange: dict[str, Any]        # LocalExchange keyword arguments
+    recording: Path | None = None   # the recording the exchange replays (real-data plans)
 
 
 @dataclass
@@ -121,7 +125,7 @@ def real_plans(recordings_dir: Path, speed: float) -> list[DemoPlan]:
         plans.append(DemoPlan(
             label=f"replay of {name} ({span:.0f} s at x{speed:g})", venue=venue, symbols=["BTCUSDT"],
             collect_seconds=round(span / speed + REPLAY_MARGIN_SECS, 1),
-            exchange={"venue": venue, "replay": [path], "speed": speed}))
+            exchange={"venue": venue, "replay": [path], "speed": speed}, recording=path))
     return plans
 
 
@@ -145,24 +149,30 @@ def demo_settings_environment(overrides: dict[str, str]) -> Iterator[None]:
 @contextmanager
 def quiet_logs(verbose: bool) -> Iterator[None]:
     """Prefect's per-run INFO chatter would bury the live status: Prefect logs WARNING and up, and
-    MIDAS's warnings (gaps, reconnects: the recovery the demo shows) print once, not also through
-    Prefect's root handler. `verbose` leaves logging as configured."""
+    MIDAS's own stderr handler shows WARNING and up (gaps, reconnects: the recovery the demo shows),
+    once, not also through Prefect's root handler. The handler's level is set rather than the
+    logger's, because every flow run sets the `midas` logger's level again (flows/common.py).
+    `verbose` leaves logging as configured."""
     if verbose:
         yield
         return
     midas_logger = logging.getLogger("midas")
+    handlers = [h for h in midas_logger.handlers if getattr(h, "_midas", False)]
+    saved_levels = [h.level for h in handlers]
     saved_env = os.environ.get("PREFECT_LOGGING_LEVEL")
-    saved = (midas_logger.level, midas_logger.propagate, logging.getLogger("prefect").level)
-    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"     # read when Prefect sets up its logging
+    saved_propagate, saved_prefect = midas_logger.propagate, logging.getLogger("prefect").level
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"          # read when Prefect sets up its logging
     logging.getLogger("prefect").setLevel(logging.WARNING)   # in case it already has
-    midas_logger.setLevel(logging.WARNING)
+    for h in handlers:
+        h.setLevel(logging.WARNING)
     midas_logger.propagate = False
     try:
         yield
     finally:
-        midas_logger.setLevel(saved[0])
-        midas_logger.propagate = saved[1]
-        logging.getLogger("prefect").setLevel(saved[2])
+        for h, level in zip(handlers, saved_levels):
+            h.setLevel(level)
+        midas_logger.propagate = saved_propagate
+        logging.getLogger("prefect").setLevel(saved_prefect)
         if saved_env is None:
             os.environ.pop("PREFECT_LOGGING_LEVEL", None)
         else:
@@ -312,11 +322,15 @@ def run_queries(settings: Settings) -> list[QueryResult]:
     from midas.catalog import run_query
     from midas.sqlfiles import sql_text
 
+    from midas.sqlfiles import sql_path
+
     results = []
     for name, title in DEMO_QUERIES:
         sql = sql_text("demo", name)
         columns, rows = run_query(settings, sql)
-        results.append(QueryResult(title, sql, columns, rows))
+        # `--` ends the options: the SQL file starts with a `--` comment.
+        command = f'midas query --data-dir {settings.data_dir} -- "$(cat {sql_path("demo", name)})"'
+        results.append(QueryResult(title, sql, columns, rows, command))
     return results
 
 
@@ -332,12 +346,75 @@ def draw_charts(settings: Settings, summaries: list[Any]) -> list[Path]:
     return [write_chart(settings, settings.venue, sym, best[sym].hour) for sym in sorted(best)]
 
 
+def recorded_counts(path: Path) -> dict[str, int]:
+    """Messages per stream kind (depth, trade, bookTicker) and snapshots in a recording: the oracle
+    the replayed capture is checked against."""
+    counts: dict[str, int] = {}
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        for line in fh:
+            _, _, body = line.partition(b" ")
+            if body.startswith(b'{"lastUpdateId"'):
+                kind = "snapshot"
+            else:
+                stream = orjson.loads(body).get("stream", "")
+                kind = stream.split("@")[1] if "@" in stream else "other"
+            counts[kind] = counts.get(kind, 0) + 1
+    return counts
+
+
+def _capture_and_import(plan: DemoPlan, data_dir: Path, console: Console) -> tuple[list[StageTiming], float]:
+    """Real data: the collector records the replay into `<data_dir>/replay-capture/<venue>`, the
+    capture is checked against the recording, and the recording is imported into DATA_DIR for the
+    batch stages.
+
+    Why two copies: the replay sends the recorded payloads unchanged, so the capture holds 2024
+    exchange times in raw files of today's local hours, while the book rebuild finds an hour's raw
+    files by their local receive hour (a live recorder's clock is within minutes of the exchange's).
+    The importer writes the recording with its own receive times, as a live capture of 2024 would be.
+    """
+    from midas.errors import RawFileError
+    from midas.importer import import_recording
+
+    capture_dir = data_dir / CAPTURE_DIR / plan.venue
+    before = {p for s in plan.symbols for p in list_raw_files(capture_dir, plan.venue, s)}
+    collect_seconds, _ = _collect(plan, capture_dir, console)
+    captured: dict[str, int] = {}
+    for symbol in plan.symbols:
+        for path in list_raw_files(capture_dir, plan.venue, symbol):
+            if path not in before:
+                for kind, n in raw_file_counts(path).items():
+                    captured[kind] = captured.get(kind, 0) + n
+    recorded = recorded_counts(plan.recording)
+    console.print(f"the collector captured {captured.get('depth', 0):,} of {recorded.get('depth', 0):,} recorded "
+                  f"depth diffs and {captured.get('trade', 0):,} of {recorded.get('trade', 0):,} trades "
+                  f"(into {capture_dir})")
+    started = time.perf_counter()
+    try:
+        result = import_recording(plan.recording, plan.venue, data_dir, symbol=plan.symbols[0])
+        imported = sum(result.records.values())
+        console.print(f"imported {plan.recording.name} for the batch stages: {imported:,} records in "
+                      f"{len(result.files)} raw file(s)")
+    except RawFileError as e:
+        imported = 0
+        console.print(f"{plan.recording.name} was imported by an earlier run, kept as it is ({e})")
+    import_seconds = time.perf_counter() - started
+    stages = [StageTiming(f"collect (replay x{plan.exchange.get('speed', 1):g})",
+                          captured.get("depth", 0) + captured.get("trade", 0), "messages", collect_seconds),
+              StageTiming("import recording", imported, "records", import_seconds)]
+    return stages, collect_seconds
+
+
 def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True) -> DemoReport:
     from midas.catalog import rebuild_catalog
     from midas.inspection import take_inventory
 
     console.rule(f"[bold]{plan.label}")
-    collect_seconds, _ = _collect(plan, data_dir, console)
+    if plan.recording is not None:
+        first_stages, collect_seconds = _capture_and_import(plan, data_dir, console)
+    else:
+        collect_seconds, _ = _collect(plan, data_dir, console)
+        first_stages = []
     settings = load_settings(data_dir=data_dir, venue=plan.venue, symbols=plan.symbols)
     keys = hours_to_process(settings)
     console.print(f"hours to process: {', '.join(f'{s} {format_hour(h)}' for s, h in keys) or 'none'}")
@@ -351,7 +428,8 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
                           stages=[])
     report.stages = _stage_timings(collect_seconds, report.total_messages, summaries, catalog_seconds,
                                    catalog.partitions)
-    report.queries = run_queries(settings)
+    if first_stages:     # real data: the capture and the import replace the simulated collection
+        report.stages = first_stages + report.stages[1:]
     if charts:
         report.charts = draw_charts(settings, summaries)
     log_kv(logger, "demo plan done", venue=plan.venue, messages=report.total_messages,
@@ -374,4 +452,10 @@ def run_demo(options: DemoOptions, console: Console) -> list[DemoReport]:
             report = run_plan(plan, data_dir, console, charts=options.charts)
             render_report(report, console)
             reports.append(report)
+    # The example queries run once, over everything in the catalog (every venue of the run).
+    console.rule("[bold]example queries on the catalog")
+    queries = run_queries(load_settings(data_dir=data_dir, venue=plans[-1].venue))
+    for q in queries:
+        render_query(q, console)
+    reports[-1].queries = queries
     return reports

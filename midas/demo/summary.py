@@ -42,6 +42,7 @@ class QueryResult:
     sql: str
     columns: list[str]
     rows: list[tuple]
+    command: str = ""        # the `midas query ...` line that gives the same result
 
 
 @dataclass
@@ -75,6 +76,18 @@ class DemoReport:
         return dict(sorted(Counter(g.reason for g in self.gaps).items()))
 
 
+def raw_file_counts(path: Path) -> dict[str, int]:
+    """Records per `type` of one raw file."""
+    counts: Counter[str] = Counter()
+    for _, line in RawFileReader(path).iter_lines():
+        try:
+            kind = orjson.loads(line).get("type")
+        except (orjson.JSONDecodeError, AttributeError):
+            kind = "unreadable"
+        counts[str(kind)] += 1
+    return dict(counts)
+
+
 def raw_message_counts(data_dir: Path, venue: str, symbols: list[str]) -> tuple[dict[str, int], int, int]:
     """(records per `type`, final files, bytes) of the final raw files of these symbols."""
     counts: Counter[str] = Counter()
@@ -83,12 +96,7 @@ def raw_message_counts(data_dir: Path, venue: str, symbols: list[str]) -> tuple[
         for path in list_raw_files(data_dir, venue, symbol):
             files += 1
             size += path.stat().st_size
-            for _, line in RawFileReader(path).iter_lines():
-                try:
-                    kind = orjson.loads(line).get("type")
-                except (orjson.JSONDecodeError, AttributeError):
-                    kind = "unreadable"
-                counts[str(kind)] += 1
+            counts.update(raw_file_counts(path))
     return dict(sorted(counts.items())), files, size
 
 
@@ -160,8 +168,9 @@ def render_report(report: DemoReport, console: Console) -> None:
 
 
 def render_query(q: QueryResult, console: Console) -> None:
-    console.print(f"[bold]midas query[/] [dim]# {q.title}[/]")
-    console.print(f"[dim]{q.sql.strip()}[/]")
+    console.print(f"[bold]# {q.title}[/]")
+    console.print(q.command or f"midas query {q.sql.strip()!r}", markup=False, soft_wrap=True)
+    console.print(q.sql.strip(), style="dim", markup=False)
     table = Table()
     for c in q.columns:
         table.add_column(c)

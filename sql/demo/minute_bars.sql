@@ -1,6 +1,7 @@
--- Demo query 1: one row per symbol and minute of the features: book rows, first and last midprice,
--- average spread in basis points and average level-1 / 5-level imbalance. Grain: symbol x minute.
+-- Demo query 1: one row per venue, symbol and minute of the features: book rows, first and last midprice,
+-- average spread in basis points and average level-1 / 5-level imbalance. Grain: venue x symbol x minute.
 SELECT
+    venue,
     symbol,
     strftime(make_timestamp(ts), '%Y-%m-%d %H:%M')     AS minute_utc,
     count(*)                                           AS book_rows,
@@ -10,6 +11,6 @@ SELECT
     round(avg(imbalance), 3)                           AS avg_imbalance,
     round(avg(imbalance_5), 3)                         AS avg_imbalance_5
 FROM features
-GROUP BY symbol, minute_utc
-ORDER BY symbol, minute_utc
+GROUP BY venue, symbol, minute_utc
+ORDER BY venue, symbol, minute_utc
 LIMIT 12

@@ -1,6 +1,7 @@
--- Demo query 3: the trades per symbol: count, volume, volume-weighted average price, the share of
--- volume bought by takers, and the largest trade. Grain: symbol.
+-- Demo query 3: the trades per venue and symbol: count, volume, volume-weighted average price, the share of
+-- volume bought by takers, and the largest trade. Grain: venue x symbol.
 SELECT
+    venue,
     symbol,
     count(*)                                                        AS trades,
     round(sum(qty), 4)                                              AS volume,
@@ -9,5 +10,5 @@ SELECT
           / nullif(sum(qty), 0), 3)                                 AS taker_buy_share,
     max(qty)                                                        AS largest_qty
 FROM trades
-GROUP BY symbol
-ORDER BY symbol
+GROUP BY venue, symbol
+ORDER BY venue, symbol

@@ -8,6 +8,8 @@ gap, one disconnect) must appear as exactly those gaps for each symbol.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
 import subprocess
 import sys
@@ -76,6 +78,16 @@ def test_demo_short_run(tmp_path, repo_root):
 
     # the three example queries and a chart per symbol
     assert out.count("midas query") == 3
+    # the printed query commands work as shown (here the trades one, through bash like a user's shell)
+    command = next(line for line in out.splitlines() if line.startswith("midas query") and "trade_flow" in line)
+    shown = subprocess.run(["bash", "-c", command.replace("midas query", f"{sys.executable} -m midas.cli query "
+                                                          "--format csv", 1)],
+                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = list(csv.reader(io.StringIO(shown.stdout.strip())))
+    assert lines[0] == ["venue", "symbol", "trades", "volume", "vwap", "taker_buy_share", "largest_qty"]
+    trades = {s: len({r["trade_id"] for r in records[s] if r["type"] == "trade"}) for s in SYMBOLS}
+    assert [line[:3] for line in lines[1:]] == [[VENUE, s, str(trades[s])] for s in SYMBOLS]
     for symbol in SYMBOLS:
         charts = list((data_dir / "charts" / VENUE).glob(f"{symbol}_*.png"))
         assert len(charts) == 1 and charts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

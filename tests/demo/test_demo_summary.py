@@ -81,6 +81,7 @@ def test_report_figures(features_hour):
     assert "│ rebuild │  31 records │    0.00 │             - │" in text
     assert f"chart: {data_dir / 'charts' / 'x.png'}" in text
     assert "│ BTCUSDT │ 5      │" in text
+    assert "# trades per symbol\nmidas query 'SELECT 1'\nSELECT 1\n" in text
 
     md = report_markdown(report)
     assert "| messages recorded | 31 |" in md
