@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -53,7 +52,7 @@ FEATURE_COLUMNS = (
     "liquidity_1", "liquidity_5", "liquidity_10",
 )
 # Macros of sql/features/, in dependency order; loaded into every feature connection.
-MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets")
+MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets", "trade_last")
 TRADE_COLUMNS = ("ts", "trade_id", "price", "qty", "is_buyer_maker", "trade_type")
 TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
                           ("qty", pa.float64()), ("is_buyer_maker", pa.bool_()),
@@ -91,10 +90,6 @@ class FeatureParams:
     @property
     def ofi_window_us(self) -> int:
         return self.ofi_window * self.interval_us
-
-    @property
-    def sub_bucket_us(self) -> int:
-        return math.gcd(self.bucket_us, self.interval_us)
 
     @property
     def hour_end(self) -> int:
@@ -251,7 +246,7 @@ def compute_feature_columns(con: duckdb.DuckDBPyConnection, book_rows: pa.Table,
         return con.sql(sql_text("features", "features"), params={
             "hour_start": params.hour_start, "interval_us": params.interval_us,
             "ofi_window_us": params.ofi_window_us, "bucket_us": params.bucket_us,
-            "sub_bucket_us": params.sub_bucket_us, "market_only": params.market_only,
+            "market_only": params.market_only,
             "ofi_carry_units": ofi_carry_units, "seed_ts": seed_ts, "seed_px": seed_px,
             "seed_qty": seed_qty,
         }).to_arrow_table()

@@ -11,26 +11,15 @@
 --               ts in ($hour_start - $bucket_us, $hour_start + 1 h).
 -- Parameters:
 --   $hour_start, $interval_us (grid), $ofi_window_us (OFI_WINDOW x grid), $bucket_us
---   (TIME_BUCKET_MS), $sub_bucket_us (gcd of bucket and grid), $market_only (futures),
+--   (TIME_BUCKET_MS), $market_only (futures),
 --   $ofi_carry_units (sum of the ofi of $hour_start's day before $hour_start in 1e-8 units, NULL
 --   if none; later days start from zero),
 --   $seed_ts, $seed_px, $seed_qty (the last trade at or before $hour_start - $bucket_us, or NULL).
 -- Exact arithmetic: sizes are summed as integer 1e-8 units (to_units), so ofi, ofi_10,
 -- ofi_cumulative and the taker volumes do not depend on summation order or on hour boundaries.
-WITH ofi_rows AS (
-    SELECT *,
-           sum(ofi_units) OVER (
-               ORDER BY ts
-               RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
-                         AND CURRENT ROW) AS ofi_window_units
-    FROM grid_ofi($interval_us)
-),
-hour_rows AS (
-    SELECT *,
-           ts - CAST($bucket_us AS BIGINT) AS bucket_start,
-           ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
-           sum(ofi_units) OVER (PARTITION BY ts // 86400000000 ORDER BY ts
-                                ROWS UNBOUNDED PRECEDING) AS ofi_day_units,
+WITH level_sums AS (
+    -- per grid row, in input order (no sort yet): ofi and the summed sizes of the first levels
+    SELECT ts, ofi_units, bid_px_01, ask_px_01, bid_sz_01, ask_sz_01,
            coalesce(bid_sz_01, 0) AS bid_sum_1,
            coalesce(ask_sz_01, 0) AS ask_sum_1,
            coalesce(bid_sz_01, 0) + coalesce(bid_sz_02, 0) + coalesce(bid_sz_03, 0)
@@ -45,47 +34,77 @@ hour_rows AS (
                + coalesce(ask_sz_04, 0) + coalesce(ask_sz_05, 0) + coalesce(ask_sz_06, 0)
                + coalesce(ask_sz_07, 0) + coalesce(ask_sz_08, 0) + coalesce(ask_sz_09, 0)
                + coalesce(ask_sz_10, 0) AS ask_sum_10
-    FROM ofi_rows
+    FROM grid_ofi($interval_us)
+),
+grid_rows AS (
+    -- the per-row features (SPEC §3 formulas, evaluated left to right as written there)
+    SELECT ts, ofi_units,
+           (bid_px_01 + ask_px_01) / 2 AS midprice,
+           ask_px_01 - bid_px_01 AS spread,
+           (ask_px_01 - bid_px_01) / ((bid_px_01 + ask_px_01) / 2) * 10000 AS spread_bps,
+           (bid_px_01 * ask_sz_01 + ask_px_01 * bid_sz_01) / (bid_sz_01 + ask_sz_01) AS microprice,
+           CASE WHEN bid_sum_1 + ask_sum_1 <> 0
+                THEN (bid_sum_1 - ask_sum_1) / (bid_sum_1 + ask_sum_1) END AS imbalance,
+           CASE WHEN bid_sum_5 + ask_sum_5 <> 0
+                THEN (bid_sum_5 - ask_sum_5) / (bid_sum_5 + ask_sum_5) END AS imbalance_5,
+           CASE WHEN bid_sum_10 + ask_sum_10 <> 0
+                THEN (bid_sum_10 - ask_sum_10) / (bid_sum_10 + ask_sum_10) END AS imbalance_10,
+           bid_sum_1 + ask_sum_1 AS liquidity_1,
+           bid_sum_5 + ask_sum_5 AS liquidity_5,
+           bid_sum_10 + ask_sum_10 AS liquidity_10
+    FROM level_sums
+),
+windowed AS (
+    -- one sort of the grid rows by ts serves both windows
+    SELECT *,
+           -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it
+           sum(ofi_units) OVER (
+               ORDER BY ts
+               RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
+                         AND CURRENT ROW) AS ofi_window_units,
+           -- the day's running ofi from max(00:00 UTC of the row's day, $hour_start); the day
+           -- before $hour_start comes in as $ofi_carry_units
+           sum(ofi_units) OVER (
+               ORDER BY ts
+               RANGE BETWEEN greatest(least(ts % 86400000000, ts - CAST($hour_start AS BIGINT)), 0)
+                             PRECEDING AND CURRENT ROW) AS ofi_day_units
+    FROM grid_rows
+),
+hour_rows AS (
+    SELECT *, ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day
+    FROM windowed
     WHERE ts >= CAST($hour_start AS BIGINT)
 ),
-buckets AS (
-    SELECT * FROM trade_buckets($sub_bucket_us, $market_only)
+last_trades AS (
+    SELECT ts AS trade_ts, last_px, last_qty FROM trade_last($market_only)
     UNION ALL
-    SELECT CAST($seed_ts AS BIGINT), CAST(0 AS HUGEINT), CAST(0 AS HUGEINT), CAST(0 AS BIGINT),
-           CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
+    SELECT CAST($seed_ts AS BIGINT), CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
     WHERE $seed_ts IS NOT NULL
 ),
-trade_totals AS (
-    SELECT bucket_end, last_px, last_qty,
-           sum(buy_units) OVER running AS buy_total,
-           sum(sell_units) OVER running AS sell_total,
-           sum(trades) OVER running AS trade_total
-    FROM buckets
-    WINDOW running AS (ORDER BY bucket_end ROWS UNBOUNDED PRECEDING)
+buckets AS (
+    SELECT ts AS bucket_ts, buy_units, sell_units, trades
+    FROM trade_buckets($interval_us, $bucket_us, $market_only)
 ),
 with_trades AS (
     SELECT h.*,
-           CAST(coalesce(upto.buy_total, 0) - coalesce(before.buy_total, 0) AS HUGEINT) AS buy_units,
-           CAST(coalesce(upto.sell_total, 0) - coalesce(before.sell_total, 0) AS HUGEINT) AS sell_units,
-           CAST(coalesce(upto.trade_total, 0) - coalesce(before.trade_total, 0) AS BIGINT) AS trade_count,
-           upto.last_px AS last_trade_px,
-           upto.last_qty AS last_trade_qty
+           coalesce(b.buy_units, CAST(0 AS HUGEINT)) AS buy_units,
+           coalesce(b.sell_units, CAST(0 AS HUGEINT)) AS sell_units,
+           coalesce(b.trades, CAST(0 AS BIGINT)) AS trade_count,
+           l.last_px AS last_trade_px,
+           l.last_qty AS last_trade_qty
     FROM hour_rows AS h
-    ASOF LEFT JOIN trade_totals AS upto ON h.ts >= upto.bucket_end
-    ASOF LEFT JOIN trade_totals AS before ON h.bucket_start >= before.bucket_end
+    LEFT JOIN buckets AS b ON b.bucket_ts = h.ts
+    ASOF LEFT JOIN last_trades AS l ON h.ts >= l.trade_ts
 )
 SELECT
     ts,
-    (bid_px_01 + ask_px_01) / 2 AS midprice,
-    ask_px_01 - bid_px_01 AS spread,
-    (ask_px_01 - bid_px_01) / ((bid_px_01 + ask_px_01) / 2) * 10000 AS spread_bps,
-    (bid_px_01 * ask_sz_01 + ask_px_01 * bid_sz_01) / (bid_sz_01 + ask_sz_01) AS microprice,
-    CASE WHEN bid_sum_1 + ask_sum_1 <> 0
-         THEN (bid_sum_1 - ask_sum_1) / (bid_sum_1 + ask_sum_1) END AS imbalance,
-    CASE WHEN bid_sum_5 + ask_sum_5 <> 0
-         THEN (bid_sum_5 - ask_sum_5) / (bid_sum_5 + ask_sum_5) END AS imbalance_5,
-    CASE WHEN bid_sum_10 + ask_sum_10 <> 0
-         THEN (bid_sum_10 - ask_sum_10) / (bid_sum_10 + ask_sum_10) END AS imbalance_10,
+    midprice,
+    spread,
+    spread_bps,
+    microprice,
+    imbalance,
+    imbalance_5,
+    imbalance_10,
     from_units(ofi_units) AS ofi,
     from_units(ofi_window_units) AS ofi_10,
     CASE WHEN NOT in_first_day THEN from_units(ofi_day_units)
@@ -101,8 +120,8 @@ SELECT
     trade_count,
     last_trade_px,
     last_trade_qty,
-    bid_sum_1 + ask_sum_1 AS liquidity_1,
-    bid_sum_5 + ask_sum_5 AS liquidity_5,
-    bid_sum_10 + ask_sum_10 AS liquidity_10
+    liquidity_1,
+    liquidity_5,
+    liquidity_10
 FROM with_trades
 ORDER BY ts;
