@@ -1,0 +1,147 @@
+"""The real thing: `prefect server start` on a free local port (its own PREFECT_HOME), the process
+work pool, `prefect --no-prompt deploy --all` of prefect.yaml, a worker, `prefect deployment run
+midas-hourly/midas-hourly`, and the hour partitions appear in the catalog. Everything started here
+is stopped by PID (the worker with SIGTERM, then SIGINT: it ignores a single SIGTERM)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pyarrow.parquet as pq
+
+from midas.catalog import run_query
+from midas.config import load_settings
+from midas.importer import import_recording
+from midas.layout import parse_hour, partition_file
+
+VENUE = "binance-futures"
+HOURS = ["2024-07-18T23", "2024-07-19T00"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(condition, what: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.25)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return httpx.get(f"{api}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _stop(proc: subprocess.Popen, signals: list[int]) -> None:
+    for sig in signals:
+        if proc.poll() is not None:
+            return
+        os.kill(proc.pid, sig)
+        try:
+            proc.wait(timeout=20)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=20)
+
+
+def _prefect(*args: str) -> list[str]:
+    return [str(Path(sys.executable).with_name("prefect")), *args]
+
+
+def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, recordings):
+    port = _free_port()
+    api = f"http://127.0.0.1:{port}/api"
+    home = tmp_path / "prefect-home"
+    home.mkdir()
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_API_URL": api,
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+           "PREFECT_WORKER_QUERY_SECONDS": "1", "MIDAS_HOME": str(repo_root)}
+    env.pop("PREFECT_PROFILES_PATH", None)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    started: list[tuple[subprocess.Popen, list[int]]] = []
+
+    def start(name: str, cmd: list[str], stop_signals: list[int]) -> subprocess.Popen:
+        out = open(logs / f"{name}.log", "wb")
+        proc = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=out, stderr=subprocess.STDOUT)
+        started.append((proc, stop_signals))
+        return proc
+
+    def run(*args: str) -> str:
+        done = subprocess.run(_prefect(*args), cwd=repo_root, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+        return done.stdout
+
+    data_dir = tmp_path / "data"
+    try:
+        server = start("server", _prefect("server", "start", "--host", "127.0.0.1", "--port", str(port)),
+                       [signal.SIGTERM, signal.SIGINT])
+        import_recording(recordings[VENUE], VENUE, data_dir)
+        _wait_for(lambda: _healthy(api) or server.poll() is not None, "the Prefect server", 180)
+        assert server.poll() is None, (logs / "server.log").read_text()[-3000:]
+
+        run("work-pool", "create", "midas-process", "--type", "process", "--overwrite")
+        start("worker", _prefect("worker", "start", "--pool", "midas-process", "--limit", "1"),
+              [signal.SIGTERM, signal.SIGINT])
+        deployed = run("--no-prompt", "deploy", "--all")
+        for name in ("midas-collect/midas-collect", "midas-hourly/midas-hourly",
+                     "midas-backfill/midas-backfill"):
+            assert f"Deployment '{name}' successfully created" in " ".join(deployed.split())
+
+        params = json.dumps({"data_dir": str(data_dir), "venue": VENUE, "symbols": ["BTCUSDT"]})
+        run("deployment", "run", "midas-hourly/midas-hourly", "--params", params,
+            "--watch", "--watch-timeout", "240")
+
+        runs = httpx.post(f"{api}/flow_runs/filter", json={
+            "deployments": {"name": {"any_": ["midas-hourly"]}}}, timeout=10).json()
+        manual = [r for r in runs if r["parameters"].get("data_dir") == str(data_dir)]
+        assert [r["state"]["type"] for r in manual] == ["COMPLETED"]
+        deployment = httpx.post(f"{api}/deployments/filter", json={
+            "deployments": {"name": {"any_": ["midas-hourly"]}}}, timeout=10).json()[0]
+        assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
+                                             {"directory": str(repo_root)}}]
+        assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["5 * * * *"]
+        # The job's environment from prefect.yaml sent the pipeline's midas.* lines to the UI.
+        lines = httpx.post(f"{api}/logs/filter", json={
+            "logs": {"flow_run_id": {"any_": [manual[0]["id"]]}}, "limit": 200}, timeout=10).json()
+        processed = [line["message"] for line in lines if line["name"] == "midas.scheduling"
+                     and line["message"].startswith("hour processed")]
+        assert [m.split(" hour=")[1].split()[0] for m in processed] == HOURS
+    finally:
+        for proc, stop_signals in reversed(started):
+            _stop(proc, stop_signals)
+    assert all(proc.poll() is not None for proc, _ in started)
+    assert not _healthy(api)
+
+    settings = load_settings(env_file=None, data_dir=data_dir, venue=VENUE, symbols=["BTCUSDT"])
+    _, rows = run_query(settings, "SELECT dataset, strftime(date, '%Y-%m-%d') || 'T' || "
+                                  "lpad(hour::VARCHAR, 2, '0'), rows FROM partitions ORDER BY 1, 2")
+    expected = []
+    for dataset in ("book", "features", "gaps", "trades"):
+        for hour in HOURS:
+            path = partition_file(data_dir, dataset, VENUE, "BTCUSDT", parse_hour(hour))
+            if path.exists():
+                expected.append((dataset, hour, pq.ParquetFile(path).metadata.num_rows))
+    assert rows == expected
+    assert {(d, h) for d, h, _ in rows} >= {(d, h) for d in ("book", "trades", "features") for h in HOURS}
