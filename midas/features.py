@@ -211,6 +211,15 @@ def _unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
                      if name == "book_input" else TRADE_SCHEMA.empty_table())
 
 
+def _require_ts_order(book_rows: pa.Table, what: str) -> None:
+    """The feature SQL reads book rows in input order (streaming lag): they must be in ts order."""
+    ts = book_rows.column("ts").to_numpy()
+    if len(ts) > 1 and not bool(np.all(ts[1:] > ts[:-1])):
+        bad = int(np.argmax(ts[1:] <= ts[:-1])) + 1
+        raise DataError(f"{what}: grid times not strictly increasing at row {bad} (ts {ts[bad]}); "
+                        "rebuild the hours involved")
+
+
 def _check_book_hour(book: pa.Table, path: Path, params: FeatureParams) -> None:
     if "ts" not in book.column_names:
         raise DataError(f"{path}: clean/book partition has no ts column")
@@ -239,6 +248,7 @@ def compute_feature_columns(con: duckdb.DuckDBPyConnection, book_rows: pa.Table,
     trades: TRADE_SCHEMA rows with ts in (hour_start - bucket_us, hour_end).
     seed_trade: (ts, price, qty) of the last trade at or before hour_start - bucket_us, or None.
     """
+    _require_ts_order(book_rows, "book rows given to the feature SQL")
     con.register("book_input", book_rows)
     con.register("trade_input", trades)
     try:
@@ -303,6 +313,7 @@ def _carry_from_books(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
     paths = [partition_file(data_dir, "book", venue, symbol, h)
              for h in hours_between(day - timedelta(hours=1), hour - timedelta(hours=1))]
     rows = _read_book_rows(paths, params.day_start - params.interval_us, params.hour_start)
+    _require_ts_order(rows, f"book rows of {symbol} before {format_hour(hour)}")
     con.register("book_input", rows)
     try:
         units, _count = con.execute(sql_text("features", "ofi_before_hour"), {

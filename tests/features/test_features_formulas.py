@@ -171,3 +171,28 @@ def test_symbol_that_would_escape_or_inject_is_refused(tmp_path, symbol):
 def test_hour_that_would_inject_is_refused(tmp_path, hour):
     with pytest.raises(LayoutError, match="hour"):
         compute_features_hour(settings(tmp_path), FUT, SYM, hour)
+
+
+def test_unsorted_lookback_partition_is_refused(tmp_path, clean):
+    prev = "2024-07-18T09"
+    clean.write(tmp_path, "book", FUT, SYM, prev, clean.book_table(
+        [{"ts": clean.t(prev, ms), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}
+         for ms in (3_599_900, 3_599_800)]))
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(
+        [{"ts": clean.t(H, 0), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}]))
+    with pytest.raises(DataError, match="grid times not strictly increasing at row 1"):
+        compute_features_hour(settings(tmp_path), FUT, SYM, H)
+
+
+def test_cli_features_recomputes_and_registers(tmp_path, clean, capsys):
+    from midas.catalog import run_query
+    from midas.cli import main
+
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(
+        [{"ts": clean.t(H, 100 * k), "bids": [(100.0, 1.0 + k)], "asks": [(100.5, 1.0)]} for k in range(4)]))
+    assert main(["features", "--data-dir", str(tmp_path), "--venue", FUT, "--symbols", SYM]) == 0
+    assert capsys.readouterr().out.startswith("binance-futures BTCUSDT 2024-07-18T10: features=4 in ")
+    assert run_query(settings(tmp_path), "SELECT dataset, rows FROM partitions ORDER BY dataset")[1] == [
+        ("book", 4), ("features", 4)]
+    assert main(["features", "--data-dir", str(tmp_path), "--hour", "2024-07-18T11"]) == 2
+    assert "no clean/book partition for binance-futures BTCUSDT hour 2024-07-18T11" in capsys.readouterr().err

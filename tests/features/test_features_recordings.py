@@ -100,3 +100,18 @@ def test_hour_by_hour_equals_one_pass(processed):
     by_hour = _read(s, "features", venue, hours).select(["ts", *FEATURE_COLUMNS])
     assert one_pass.num_rows == by_hour.num_rows
     assert one_pass.to_pylist() == by_hour.to_pylist()
+
+
+def test_cli_process_reruns_an_hour_to_the_same_result(processed, capsys):
+    from midas.cli import main
+
+    venue, s, hours, summaries = processed
+    before = pq.read_table(partition_file(s.data_dir, "features", venue, SYM, hours[1]))
+    assert main(["process", "--data-dir", str(s.data_dir), "--venue", venue, "--symbols", SYM,
+                 "--hour", format_hour(hours[1])]) == 0
+    rows = summaries[1].rows
+    assert capsys.readouterr().out.startswith(
+        f"{venue} {SYM} {format_hour(hours[1])}: book={rows['book']} trades={rows['trades']} "
+        f"features={rows['features']} gaps={summaries[1].gaps}")
+    after = pq.read_table(partition_file(s.data_dir, "features", venue, SYM, hours[1]))
+    assert after.equals(before)
