@@ -34,7 +34,7 @@ from midas.layout import (DATASETS, check_symbol, check_venue, dataset_dir, form
                           list_raw_files, list_symbols, parse_hour, parse_raw_file_name, partition_file)
 from midas.logs import log_kv
 from midas.raw import scan_raw_file
-from midas.sqlfiles import sql_text
+from midas.sqlfiles import check_identifier, sql_text
 from midas.venues import VENUE_NAMES
 
 logger = logging.getLogger("midas.catalog")
@@ -130,8 +130,9 @@ def _empty_view_sql(dataset: str, settings: Settings) -> str:
                    for name in FEATURE_COLUMNS]
     fields += [("venue", pa.string()), ("symbol", pa.string()), ("date", None), ("hour", pa.int32())]
     columns = ",\n       ".join(
-        f"CAST(NULL AS {'DATE' if typ is None else _ARROW_TO_SQL[typ]}) AS {name}" for name, typ in fields)
-    return f"CREATE OR REPLACE VIEW {dataset} AS\nSELECT {columns}\nWHERE false"
+        f"CAST(NULL AS {'DATE' if typ is None else _ARROW_TO_SQL[typ]}) AS {check_identifier(name)}"
+        for name, typ in fields)
+    return f"CREATE OR REPLACE VIEW {check_identifier(dataset)} AS\nSELECT {columns}\nWHERE false"
 
 
 def _create_objects(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:

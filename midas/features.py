@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -74,7 +74,6 @@ class FeaturesResult:
     compute_seconds: float = 0.0
     write_seconds: float = 0.0
     ofi_carry_source: str = "none"      # none (first hour of the day), features, or book
-    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
