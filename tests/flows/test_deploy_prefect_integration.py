@@ -1,7 +1,10 @@
 """The real thing: `prefect server start` on a free local port (its own PREFECT_HOME), the process
 work pool, `prefect --no-prompt deploy --all` of prefect.yaml, a worker, `prefect deployment run
 midas-hourly/midas-hourly`, and the hour partitions appear in the catalog. Everything started here
-is stopped by PID (the worker with SIGTERM, then SIGINT: it ignores a single SIGTERM)."""
+is stopped by PID (the worker with SIGTERM, then SIGINT: it ignores a single SIGTERM).
+
+(The module name sorts before the other flow tests so that it runs before their session-wide
+Prefect test server starts: two servers at once slow this 2-core box down.)"""
 
 from __future__ import annotations
 
