@@ -82,6 +82,21 @@ class RawFileWriter:
     def pending(self) -> bool:
         return bool(self._buffer)
 
+    def write_frame(self, frame: bytes, records: int, first_local_ts: int | None,
+                    last_local_ts: int | None) -> int:
+        """Append an already compressed, complete zstd frame of `records` lines (after flushing
+        what is buffered, so the file keeps its order). Returns the bytes appended."""
+        written = self.flush()
+        self._fh.write(frame)
+        self._fh.flush()
+        self.stats.bytes += len(frame)
+        self.stats.records += records
+        if first_local_ts is not None and self.stats.first_local_ts is None:
+            self.stats.first_local_ts = first_local_ts
+        if last_local_ts is not None:
+            self.stats.last_local_ts = last_local_ts
+        return written + len(frame)
+
     def flush(self) -> int:
         """Close a zstd frame with everything written so far; returns compressed bytes appended."""
         if not self._buffer:
