@@ -50,6 +50,8 @@ def test_files_rotate_by_time_across_midnight_with_snapshot_first(tmp_path):
     files = SymbolFiles(tmp_path, VENUE, "BTCUSDT", rotation_hours=0.005, rotation_gb=1, wall_clock=wall,
                         fsync=False)
     files.write(_trade(1, 10))                       # before the first snapshot: held
+    files.flush()                                    # (compressed into a frame in memory)
+    assert len(files.startup_frames) == 1
     files.event("connected", "connection 1", 11)
     assert not files.has_file and list(tmp_path.rglob("*")) == []
     salvaged = wire.event_record(VENUE, "BTCUSDT", "salvaged", "salvaged 3 records", 12)
