@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import gzip
 import heapq
-import json
 from decimal import Decimal
+from functools import lru_cache
+
+import orjson
 
 GRID_US = 100_000
 DEPTH = 10
@@ -19,7 +21,7 @@ def read_recording(path):
     with gzip.open(path, "rt") as fh:
         for line in fh:
             ns, body = line.rstrip("\n").split(" ", 1)
-            obj = json.loads(body)
+            obj = orjson.loads(body)
             out.append((int(ns), obj.get("data", obj)))
     return out
 
@@ -44,15 +46,17 @@ def oracle_book(messages, futures: bool):
     first_e = None
     ticker_ids = {m["u"] for _, m in messages if "A" in m and "B" in m}
 
+    dec = lru_cache(maxsize=None)(Decimal)
+
     def apply(d):
         for px, qty in d["b"]:
-            p, q = Decimal(px), Decimal(qty)
+            p, q = dec(px), dec(qty)
             if q == 0:
                 bids.pop(p, None)
             else:
                 bids[p] = q
         for px, qty in d["a"]:
-            p, q = Decimal(px), Decimal(qty)
+            p, q = dec(px), dec(qty)
             if q == 0:
                 asks.pop(p, None)
             else:

@@ -11,6 +11,7 @@ the rebuild needs removed or retyped, records moved or repeated, the compressed 
 from __future__ import annotations
 
 import importlib.util
+import os
 import tempfile
 from pathlib import Path
 
@@ -135,12 +136,10 @@ def _check_corrupted(venue, ops, truncate):
         assert row == info["book"][row[0]]
     for t in trades:
         assert t == info["trades"][t[1]]
-    if truncate is None:
+    if truncate is None:       # (a truncated file loses an unknown number of the last lines)
         for line_no, (line, kind, damaged) in enumerate(entries, 1):
             if damaged and kind in NEEDED:
                 assert any(f":{line_no}: " in p for p in result.problems), (line_no, result.problems)
-    else:
-        assert result.problem_count >= 0
 
 
 _STRATEGIES = dict(venue=st.sampled_from(["binance", "binance-futures"]),
@@ -150,14 +149,12 @@ _COMMON = dict(deadline=None, database=None,
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 
 
-@settings(max_examples=45, derandomize=True, **_COMMON)
+# BOOK_FUZZ_EXAMPLES=1500 runs a deeper, randomized search by hand (about 2 minutes); the default
+# suite runs a fixed set of 45 examples.
+_EXAMPLES = int(os.environ.get("BOOK_FUZZ_EXAMPLES", "45"))
+
+
+@settings(max_examples=_EXAMPLES, derandomize=_EXAMPLES == 45, **_COMMON)
 @given(**_STRATEGIES)
 def test_corrupted_raw_files_never_give_a_wrong_row(base, venue, ops, truncate):
-    _check_corrupted(venue, ops, truncate)
-
-
-@pytest.mark.slow
-@settings(max_examples=1500, derandomize=False, **_COMMON)
-@given(**_STRATEGIES)
-def test_corrupted_raw_files_never_give_a_wrong_row_many_random(base, venue, ops, truncate):
     _check_corrupted(venue, ops, truncate)

@@ -178,8 +178,8 @@ def test_hour_by_hour_equals_one_pass(rebuilt, venue):
         assert [tuple(x.values()) for x in _table(r.paths["gaps"])] == one.gaps
 
 
-@pytest.mark.parametrize("venue", VENUES)
-def test_rerun_and_replay_replace_partitions_with_identical_rows(rebuilt, venue, tmp_path):
+def test_rerun_and_replay_replace_partitions_with_identical_rows(rebuilt, tmp_path):
+    venue = "binance-futures"      # (spot: replay and checkpoints in test_book_hour_boundaries.py)
     info = rebuilt[venue]
     settings = info["settings"]
     before = {(r.hour, name): _table(p) for r in info["results"] for name, p in r.paths.items()}
