@@ -102,7 +102,8 @@ async def _serve(config: ExchangeConfig) -> None:
         await stop.wait()
     finally:
         await server.stop()
-        print("midas exchange: stopped", flush=True)
+        stats = server.stats()
+        print("midas exchange: stopped " + " ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import bisect
 import random
+from math import log as _log
 from dataclasses import dataclass
 
 from midas.exchange.instruments import Instrument, instrument
@@ -29,6 +30,8 @@ from midas.venues import FUTURES
 
 LEVELS_PER_SIDE = 2500
 SNAPSHOT_DEPTH = 1000
+SIZE_POOL = 1024            # resting sizes are drawn from a seeded pool of lognormal sizes
+STRING_CACHE_MAX = 200_000  # formatted price/qty strings kept per symbol
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,21 @@ class SymbolMarket:
         self.last_update_id = self.rng.randint(10**9, 5 * 10**9) * (1000 if self.futures else 10)
         self.next_trade_id = self.rng.randint(10**9, 4 * 10**9)
         self.last_event_ms: int | None = None
+        self._rand = self.rng.random
+        median = self.inst.median_level_lots
+        self._sizes = [max(1, int(self.rng.lognormvariate(0, 1.1) * median)) for _ in range(SIZE_POOL)]
+        self._price_cache: dict[int, str] = {}
+        self._qty_cache: dict[int, str] = {}
         self._build_initial_book()
 
     # --- the book -----------------------------------------------------------------------------
 
+    def _int(self, low: int, high: int) -> int:
+        """A uniform integer in [low, high] (faster than Random.randint on this hot path)."""
+        return low + int(self._rand() * (high - low + 1))
+
     def _size(self) -> int:
-        return max(1, int(self.rng.lognormvariate(0, 1.1) * self.inst.median_level_lots))
+        return self._sizes[int(self._rand() * SIZE_POOL)]
 
     def _build_initial_book(self) -> None:
         mid = self.inst.start_price_ticks
@@ -91,7 +103,7 @@ class SymbolMarket:
                 if price <= 0:
                     break
                 self._set(side, price, self._size())
-                price += sign * self.rng.randint(1, 1 + i // 100)
+                price += sign * self._int(1, 1 + i // 100)
 
     def _set(self, is_bid: bool, price: int, lots: int) -> None:
         book, prices = (self.bids, self.bid_prices) if is_bid else (self.asks, self.ask_prices)
@@ -120,37 +132,43 @@ class SymbolMarket:
             return None
         return prices[-1 - index] if is_bid else prices[index]
 
+    def price_str(self, ticks: int) -> str:
+        text = self._price_cache.get(ticks)
+        if text is None:
+            if len(self._price_cache) > STRING_CACHE_MAX:
+                self._price_cache.clear()
+            text = self._price_cache[ticks] = self.inst.price(ticks)
+        return text
+
+    def qty_str(self, lots: int) -> str:
+        text = self._qty_cache.get(lots)
+        if text is None:
+            if len(self._qty_cache) > STRING_CACHE_MAX:
+                self._qty_cache.clear()
+            text = self._qty_cache[lots] = self.inst.qty(lots)
+        return text
+
     def levels(self, is_bid: bool, limit: int) -> list[list[str]]:
         """The best `limit` levels of one side as the exchange's [price, qty] strings."""
         prices = self.bid_prices[-limit:][::-1] if is_bid else self.ask_prices[:limit]
         book = self.bids if is_bid else self.asks
-        return [[self.inst.price(p), self.inst.qty(book[p])] for p in prices]
+        px, qty = self.price_str, self.qty_str
+        return [[px(p), qty(book[p])] for p in prices]
 
     # --- one step -----------------------------------------------------------------------------
 
     def step(self, event_ms: int) -> StepResult:
         """Advance one interval ending at exchange time `event_ms` and return what is published."""
-        rng = self.rng
         prev_ms = self.last_event_ms if self.last_event_ms is not None else event_ms - 100
         if event_ms <= prev_ms:
             raise ValueError(f"{self.symbol}: event time {event_ms} is not after {prev_ms}")
         top_before = self._top()
         changed: dict[tuple[bool, int], int] = {}
-
         traded: set[tuple[bool, int]] = set()
-
-        def change(is_bid: bool, price: int, lots: int) -> None:
-            if (is_bid, price) in traded:
-                return  # a traded level keeps exactly its consumed size in this step's diff
-            self._set(is_bid, price, lots)
-            changed[(is_bid, price)] = lots
-
         trades = self._trades(prev_ms, event_ms, changed, traded)
-        wanted = rng.randint(5, 60)
-        attempts = 0
-        while len(changed) < wanted and attempts < 400:
-            attempts += 1
-            self._random_change(change, changed)
+        # 5..60 levels; small diffs are the most frequent, as on Binance
+        wanted = 5 + int(56 * self._rand() ** 3)
+        self._random_changes(wanted, changed, traded)
         depth = self._depth_event(event_ms, changed, extra_ids=len(trades))
         self.last_event_ms = event_ms
         return StepResult(trades, depth, self._top() != top_before)
@@ -158,111 +176,127 @@ class SymbolMarket:
     def _trades(self, prev_ms: int, event_ms: int, changed: dict, traded: set) -> list[SimTrade]:
         """Trades of the interval, each taking size from the best level of one side. The levels
         they touch are recorded in `changed` (their new size) and locked in `traded`."""
-        rng = self.rng
-        count = rng.choices((0, 1, 2, 3, 5), weights=(45, 25, 15, 10, 5))[0]
-        times = sorted(rng.randint(prev_ms + 1, event_ms) for _ in range(count))
+        rand = self._rand
+        r = rand()
+        count = 0 if r < 0.45 else 1 if r < 0.70 else 2 if r < 0.85 else 3 if r < 0.95 else 5
+        times = sorted(self._int(prev_ms + 1, event_ms) for _ in range(count))
         trades = []
         for t_ms in times:
-            seller_hits_bid = rng.random() < 0.5
+            seller_hits_bid = rand() < 0.5
             price = self.best_bid() if seller_hits_bid else self.best_ask()
             if price is None:
                 continue
             book = self.bids if seller_hits_bid else self.asks
             available = book[price]
-            if rng.random() < 0.25:
+            if rand() < 0.25:
                 lots = available                       # the whole level is taken
             else:
-                lots = min(available, max(1, int(rng.expovariate(1.0) * self.inst.median_level_lots / 4)))
+                lots = min(available, max(1, int(self.rng.expovariate(1.0) * self.inst.median_level_lots / 4)))
             self._set(seller_hits_bid, price, available - lots)
             changed[(seller_hits_bid, price)] = available - lots
             traded.add((seller_hits_bid, price))
             trades.append(SimTrade(
-                trade_id=self.next_trade_id, price=self.inst.price(price), qty=self.inst.qty(lots),
-                trade_ms=t_ms, event_ms=min(event_ms, t_ms + rng.randint(0, 2)),
+                trade_id=self.next_trade_id, price=self.price_str(price), qty=self.qty_str(lots),
+                trade_ms=t_ms, event_ms=min(event_ms, t_ms + self._int(0, 2)),
                 is_buyer_maker=seller_hits_bid))
             self.next_trade_id += 1
         return trades
 
-    def _random_change(self, change, changed) -> None:
-        rng = self.rng
-        is_bid = rng.random() < 0.5
-        book = self.bids if is_bid else self.asks
-        prices = self.bid_prices if is_bid else self.ask_prices
-        n = len(prices)
-        bb, ba = self.best_bid(), self.best_ask()
-        r = rng.random()
-        if r < 0.38:                                   # size change near the top
-            p = self._price_at(is_bid, min(int(rng.expovariate(0.2)), 29))
-            if p is not None:
-                change(is_bid, p, self._size())
-        elif r < 0.50:                                 # removal near the top
-            if n > self.target_levels // 2:
-                p = self._price_at(is_bid, min(int(rng.expovariate(0.3)), 19))
-                if p is not None:
-                    change(is_bid, p, 0)
-        elif r < 0.66:                                 # new level near the top, inside the spread too
-            if bb is None or ba is None:
-                return
-            if is_bid:
-                p = rng.randint(bb - 20, ba - 1)
-            else:
-                p = rng.randint(bb + 1, ba + 20)
-            if p > 0 and (is_bid and p < ba or not is_bid and p > bb):
-                change(is_bid, p, self._size())
-        elif r < 0.76:                                 # change anywhere in the snapshot's depth
-            if n > 20:
-                p = self._price_at(is_bid, rng.randrange(20, min(n, SNAPSHOT_DEPTH)))
-                change(is_bid, p, 0 if (n > self.target_levels and rng.random() < 0.5) else self._size())
-        elif r < 0.86:                                 # beyond the snapshot depth
-            if n > SNAPSHOT_DEPTH + 10:
-                p = self._price_at(is_bid, rng.randint(SNAPSHOT_DEPTH, n - 1))
-                if n > self.target_levels and rng.random() < 0.6:
-                    change(is_bid, p, 0)
+    def _random_changes(self, wanted: int, changed: dict, traded: set) -> None:
+        """Change levels until `wanted` levels changed in this step (the hot path: all locals)."""
+        rand, sizes, target = self._rand, self._sizes, self.target_levels
+        bids, asks, bid_prices, ask_prices = self.bids, self.asks, self.bid_prices, self.ask_prices
+        insort, bisect_left = bisect.insort, bisect.bisect_left
+
+        def change(is_bid: bool, price: int, lots: int) -> None:
+            if (is_bid, price) in traded:
+                return  # a traded level keeps exactly its consumed size in this step's diff
+            book, prices = (bids, bid_prices) if is_bid else (asks, ask_prices)
+            if lots > 0:
+                if price not in book:
+                    insort(prices, price)
+                book[price] = lots
+            elif price in book:
+                del book[price]
+                del prices[bisect_left(prices, price)]
+            changed[(is_bid, price)] = lots
+
+        attempts = 0
+        while len(changed) < wanted and attempts < 400:
+            attempts += 1
+            is_bid = rand() < 0.5
+            prices = bid_prices if is_bid else ask_prices
+            n = len(prices)
+            r = rand()
+            if r < 0.38:                                   # size change near the top
+                i = min(int(-5.0 * _log(1.0 - rand())), 29)
+                if i < n:
+                    change(is_bid, prices[-1 - i] if is_bid else prices[i], sizes[int(rand() * SIZE_POOL)])
+            elif r < 0.50:                                 # removal near the top
+                if n > target // 2:
+                    i = min(int(-3.33 * _log(1.0 - rand())), 19)
+                    change(is_bid, prices[-1 - i] if is_bid else prices[i], 0)
+            elif r < 0.66:                                 # new level near the top, inside the spread too
+                if not bid_prices or not ask_prices:
+                    continue
+                bb, ba = bid_prices[-1], ask_prices[0]
+                if is_bid:
+                    p = bb - 20 + int(rand() * (ba - bb + 20))
                 else:
-                    change(is_bid, p, self._size())
-            else:
-                self._add_far(is_bid, change)
-        elif r < 0.93:                                 # removal of a price that is not in the book
-            if n > 2:
-                i = rng.randrange(n - 1)
-                lo, hi = prices[i], prices[i + 1]
-                if hi - lo > 1:
-                    p = rng.randint(lo + 1, hi - 1)
-                    if (is_bid, p) not in changed:
-                        changed[(is_bid, p)] = 0
-        else:                                          # a new far level keeps the book deep
-            if n < self.target_levels * 1.05:
-                self._add_far(is_bid, change)
-            elif n:
-                change(is_bid, prices[0] if is_bid else prices[-1], 0)
+                    p = bb + 1 + int(rand() * (ba - bb + 20))
+                if p > 0 and (p < ba if is_bid else p > bb):
+                    change(is_bid, p, sizes[int(rand() * SIZE_POOL)])
+            elif r < 0.76:                                 # change anywhere in the snapshot's depth
+                if n > 20:
+                    i = 20 + int(rand() * (min(n, SNAPSHOT_DEPTH) - 20))
+                    change(is_bid, prices[-1 - i] if is_bid else prices[i], sizes[int(rand() * SIZE_POOL)])
+            elif r < 0.86:                                 # beyond the snapshot depth
+                if n > SNAPSHOT_DEPTH + 10:
+                    i = SNAPSHOT_DEPTH + int(rand() * (n - SNAPSHOT_DEPTH))
+                    p = prices[-1 - i] if is_bid else prices[i]
+                    change(is_bid, p, 0 if (n > target and rand() < 0.6) else sizes[int(rand() * SIZE_POOL)])
+                else:
+                    self._add_far(is_bid, change)
+            elif r < 0.93:                                 # removal of a price that is not in the book
+                if n > 2:
+                    i = int(rand() * (n - 1))
+                    lo, hi = prices[i], prices[i + 1]
+                    if hi - lo > 1:
+                        p = lo + 1 + int(rand() * (hi - lo - 1))
+                        if (is_bid, p) not in changed:
+                            changed[(is_bid, p)] = 0
+            else:                                          # a new far level keeps the book deep
+                if n < target * 1.05:
+                    self._add_far(is_bid, change)
+                elif n:
+                    change(is_bid, prices[0] if is_bid else prices[-1], 0)
 
     def _add_far(self, is_bid: bool, change) -> None:
-        rng = self.rng
         prices = self.bid_prices if is_bid else self.ask_prices
-        if len(prices) < 2:
+        n = len(prices)
+        if n < 2:
             return
-        i = rng.randrange(30, min(len(prices), SNAPSHOT_DEPTH)) if len(prices) > 31 else len(prices) - 1
-        anchor = self._price_at(is_bid, i)
-        p = anchor - rng.randint(1, 50) if is_bid else anchor + rng.randint(1, 50)
+        i = self._int(30, min(n, SNAPSHOT_DEPTH) - 1) if n > 31 else n - 1
+        anchor = prices[-1 - i] if is_bid else prices[i]
+        p = anchor - self._int(1, 50) if is_bid else anchor + self._int(1, 50)
         if p > 0:
             change(is_bid, p, self._size())
 
     def _depth_event(self, event_ms: int, changed: dict, extra_ids: int) -> SimDepth:
-        rng = self.rng
         prev = self.last_update_id
         if self.futures:
-            first = prev + rng.randint(1, 400)
-            last = first + rng.randint(len(changed), 4000)
+            first = prev + self._int(1, 400)
+            last = first + self._int(len(changed), 4000)
         else:
             first = prev + 1
-            last = first + len(changed) + extra_ids + rng.randint(0, 5) - 1
+            last = first + len(changed) + extra_ids + self._int(0, 5) - 1
         self.last_update_id = last
         bids = sorted((p for (is_bid, p) in changed if is_bid), reverse=True)
         asks = sorted(p for (is_bid, p) in changed if not is_bid)
-        price, qty = self.inst.price, self.inst.qty
+        price, qty = self.price_str, self.qty_str
         return SimDepth(
             event_ms=event_ms,
-            transaction_ms=event_ms - rng.randint(0, 4),
+            transaction_ms=event_ms - self._int(0, 4),
             first_update_id=first, last_update_id=last, prev_update_id=prev,
             bids=[[price(p), qty(changed[(True, p)])] for p in bids],
             asks=[[price(p), qty(changed[(False, p)])] for p in asks],

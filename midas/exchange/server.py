@@ -135,7 +135,8 @@ class ExchangeServer:
         self._server = await serve(
             self._handle_ws, self.cfg.host, self.cfg.port, process_request=self._process_request,
             ping_interval=ping or None, ping_timeout=self.cfg.pong_timeout_secs,
-            max_size=1 << 20, write_limit=1 << 20, logger=logging.getLogger("midas.exchange.ws"))
+            max_size=1 << 20, write_limit=1 << 20, compression=None,   # Binance does not deflate
+            logger=logging.getLogger("midas.exchange.ws"))
         self.port = self._server.sockets[0].getsockname()[1]
         self.started_at = time.monotonic()
         if self.recording is None:
