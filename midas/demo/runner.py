@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import logging
 import os
+import signal
 import threading
 import time
 from contextlib import contextmanager
@@ -195,18 +196,58 @@ def prefect_api(console: Console) -> Iterator[str]:
         console.print(f"Prefect API: {configured}")
         yield configured
         return
-    from prefect.server.api.server import SubprocessASGIServer
+    from midas.demo.prefect_server import TemporaryPrefectServer
 
     console.print("starting a temporary Prefect server (no PREFECT_API_URL set) ...")
     started = time.monotonic()
-    server = SubprocessASGIServer()
-    server.start(timeout=120)
-    try:
+    with TemporaryPrefectServer() as server:
         console.print(f"Prefect server ready at {server.api_url} ({time.monotonic() - started:.1f} s)")
         with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
-            yield server.api_url
-    finally:
-        server.stop()
+            try:
+                yield server.api_url
+            finally:
+                _flush_prefect_logs()
+
+
+def _flush_prefect_logs() -> None:
+    """Send the flow runs' queued log lines before the server goes away (else Prefect prints
+    "Error logging to API" at exit)."""
+    from prefect.logging.handlers import APILogWorker
+
+    try:
+        APILogWorker.drain_all(timeout=5)
+    except Exception as e:   # a log line lost at exit must not turn a finished demo into a failure
+        log_kv(logger, "could not flush Prefect's run logs", logging.WARNING, error=e)
+
+
+class InterruptWatch:
+    """Remembers a Ctrl-C (SIGINT) even when a library swallows the KeyboardInterrupt it raises.
+
+    Ctrl-C reaches the whole process group: the collector child stops cleanly on it, and the
+    collection flow then ends as if its time were up. `check()` after each stage turns the
+    remembered Ctrl-C into a KeyboardInterrupt, so the demo stops instead of processing on.
+    """
+
+    def __init__(self) -> None:
+        self.seen = False
+        self._previous = None
+
+    def _handler(self, signum, frame) -> None:
+        self.seen = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "InterruptWatch":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    def check(self) -> None:
+        if self.seen:
+            raise KeyboardInterrupt
 
 
 # Progress ---------------------------------------------------------------------------------------
@@ -405,7 +446,8 @@ def _capture_and_import(plan: DemoPlan, data_dir: Path, console: Console) -> tup
     return stages, collect_seconds
 
 
-def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True) -> DemoReport:
+def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True,
+             interrupts: InterruptWatch | None = None) -> DemoReport:
     from midas.catalog import rebuild_catalog
     from midas.inspection import take_inventory
 
@@ -415,10 +457,13 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
     else:
         collect_seconds, _ = _collect(plan, data_dir, console)
         first_stages = []
+    check = interrupts.check if interrupts is not None else (lambda: None)
+    check()
     settings = load_settings(data_dir=data_dir, venue=plan.venue, symbols=plan.symbols)
     keys = hours_to_process(settings)
     console.print(f"hours to process: {', '.join(f'{s} {format_hour(h)}' for s, h in keys) or 'none'}")
     summaries = _process(settings, keys, console)
+    check()
     started = time.perf_counter()
     catalog = rebuild_catalog(settings)
     catalog_seconds = time.perf_counter() - started
@@ -447,11 +492,13 @@ def run_demo(options: DemoOptions, console: Console) -> list[DemoReport]:
     environment = {"FILE_ROTATION_HOURS": str(DEMO_ROTATION_HOURS), "RECONNECT_DELAY_SECS": "1",
                    "FLUSH_INTERVAL_SECS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     reports: list[DemoReport] = []
-    with quiet_logs(options.verbose), demo_settings_environment(environment), prefect_api(console):
+    with InterruptWatch() as interrupts, quiet_logs(options.verbose), demo_settings_environment(environment), \
+            prefect_api(console):
         for plan in plans:
-            report = run_plan(plan, data_dir, console, charts=options.charts)
+            report = run_plan(plan, data_dir, console, charts=options.charts, interrupts=interrupts)
             render_report(report, console)
             reports.append(report)
+            interrupts.check()
     # The example queries run once, over everything in the catalog (every venue of the run).
     console.rule("[bold]example queries on the catalog")
     queries = run_queries(load_settings(data_dir=data_dir, venue=plans[-1].venue))

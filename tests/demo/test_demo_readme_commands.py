@@ -12,6 +12,7 @@ import typer
 from midas.cli import app, main
 
 _ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*$")
+_REDIRECTION = re.compile(r"^(\d?>>?|<|&>)")
 
 
 def readme_commands(text: str) -> list[list[str]]:
@@ -29,6 +30,8 @@ def readme_commands(text: str) -> list[list[str]]:
                 words = shlex.split(part, comments=True)
             except ValueError:
                 continue
+            cut = [i for i, w in enumerate(words) if _REDIRECTION.match(w)]
+            words = words[:cut[0]] if cut else words          # `> out.csv` belongs to the shell
             while words and _ENV_ASSIGNMENT.match(words[0]):
                 words = words[1:]
             if words and words[0] in (".venv/bin/midas", "$(BIN)/midas"):
@@ -52,7 +55,7 @@ def resolve(words: list[str]):
 
 def test_readme_parsing_finds_the_commands():
     text = ("x\n```bash\nmake demo   # run it\nDEMO_DATA_DIR=d make demo-real\nmidas doctor && midas inspect\n"
-            "$ .venv/bin/midas query \"SELECT 1 -- x\"\n```\nmidas notacommand outside a block\n")
+            "$ .venv/bin/midas query \"SELECT 1 -- x\" > out.csv 2>&1\n```\nmidas notacommand outside a block\n")
     assert readme_commands(text) == [["make", "demo"], ["make", "demo-real"], ["midas", "doctor"],
                                      ["midas", "inspect"], ["midas", "query", "SELECT 1 -- x"]]
 
