@@ -19,6 +19,7 @@ and line; a lost diff shows up as a gap through the sequence check.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -43,6 +44,7 @@ log = logging.getLogger("midas.book")
 # How far a recorder's clock may be off the exchange's (real ones: 1.3-1.5 s behind).
 MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
 MAX_PROBLEMS_KEPT = 200
+_LOCAL_TS = re.compile(rb'"local_ts":(\d+)')
 
 
 @dataclass
@@ -99,7 +101,13 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
     first = min(machine_first, trade_first)
     batches = LineBatches(spans, first, 0, batch_size)
     machine_on = True
+    done = False
     trades = out.trades
+    # Lines read only for their trades are skipped by local time before parsing (cheap regex),
+    # keeping those within MAX_CLOCK_SKEW of the trade window.
+    local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
+    local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
+    local_ts_of = _LOCAL_TS.search
     for batch in batches:
         for index, line_no, line in batch:
             feed = machine_on and (index > machine_first or (index == machine_first
@@ -107,10 +115,20 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
             if not feed:
                 if index > trade_last:
                     if not machine_on:
+                        done = True
                         break
                     continue
                 if b'"trade"' not in line:
                     continue
+                if local_lo is not None:
+                    m = local_ts_of(line)
+                    if m is not None:
+                        local_ts = int(m.group(1))
+                        if local_ts >= local_hi and not machine_on:
+                            done = True
+                            break
+                        if not local_lo <= local_ts < local_hi:
+                            continue
             where = spans[index].path
             try:
                 rec = orjson.loads(line)
@@ -157,9 +175,8 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                     out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
             except ValueError as e:
                 out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
-        else:
-            continue
-        break
+        if done:
+            break
     for p in batches.problems:
         out.problem(str(p))
     return out

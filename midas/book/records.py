@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from midas.book.decimals import to_units, units_to_float
+from midas.book.decimals import UnitsCache, units_to_float
 
 Level = tuple[int, int]
 
@@ -50,18 +50,21 @@ def _int(rec: dict, key: str) -> int:
     return v
 
 
+_UNITS = UnitsCache()
+
+
 def _levels(rec: dict, key: str) -> list[Level]:
     levels = rec.get(key)
     if type(levels) is not list:
         raise ValueError(f"field {key!r} must be a list of [price, qty], got {levels!r:.40}")
-    out = []
-    for lvl in levels:
-        if type(lvl) is not list or len(lvl) != 2 or type(lvl[0]) is not str or type(lvl[1]) is not str:
+    units = _UNITS
+    try:
+        out = [(units[p], units[q]) for p, q in levels]
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"field {key!r} has a bad level: {e}") from None
+    for lvl in levels:   # [p, q] unpacks strings and dicts too: only 2-item lists are levels
+        if type(lvl) is not list:
             raise ValueError(f"field {key!r} has a bad level {lvl!r:.60}")
-        try:
-            out.append((to_units(lvl[0]), to_units(lvl[1])))
-        except ValueError as e:
-            raise ValueError(f"field {key!r} has a bad level: {e}") from None
     return out
 
 
@@ -104,7 +107,7 @@ def parse_trade(rec: dict, futures: bool) -> Trade:
         if type(v) is not str:
             raise ValueError(f"field {key!r} must be a decimal string, got {v!r:.40}")
         try:
-            values.append(units_to_float(to_units(v)))
+            values.append(units_to_float(_UNITS[v]))
         except ValueError as e:
             raise ValueError(f"field {key!r}: {e}") from None
     return Trade(_int(rec, "trade_ts"), _int(rec, "trade_id"), values[0], values[1], maker, trade_type)
