@@ -394,8 +394,27 @@ def process_and_record(settings: Settings, venue: str, symbol: str, hour: dateti
     return summary
 
 
+def _row(venue: str, symbol: str, hour: datetime, rows: dict[str, int], gaps: int, seconds: float
+         ) -> dict[str, Any]:
+    return {"venue": venue, "symbol": symbol, "hour": format_hour(hour),
+            "rows": ", ".join(f"{k}={v}" for k, v in sorted(rows.items())),
+            "gaps": gaps, "seconds": round(float(seconds), 2)}
+
+
 def summary_row(summary: Any) -> dict[str, Any]:
     """One row of the hourly summary table: symbol, hour, rows, gaps, seconds."""
-    return {"venue": summary.venue, "symbol": summary.symbol, "hour": format_hour(summary.hour),
-            "rows": ", ".join(f"{k}={v}" for k, v in sorted(dict(summary.rows).items())),
-            "gaps": summary.gaps, "seconds": round(float(summary.seconds), 2)}
+    return _row(summary.venue, summary.symbol, summary.hour, dict(summary.rows), summary.gaps,
+                summary.seconds)
+
+
+def processed_rows(settings: Settings, keys: list[HourKey]) -> list[dict[str, Any]]:
+    """Summary rows (as `summary_row`) of these hours from the ledger, oldest first; hours the
+    ledger does not know are left out."""
+    ledger = processed_hours(settings)
+    out = []
+    for key in sorted(keys, key=lambda k: (k.hour, k.symbol)):
+        entry = ledger.get(_hour_id(key.venue, key.symbol, key.hour))
+        if entry is not None:
+            out.append(_row(key.venue, key.symbol, key.hour, entry.get("rows", {}), entry.get("gaps", 0),
+                            entry.get("seconds", 0.0)))
+    return out

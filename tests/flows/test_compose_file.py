@@ -131,7 +131,7 @@ def test_prefect_yaml_deployments(prefect_yaml, repo_root):
     assert prefect_yaml["pull"] == [{"prefect.deployments.steps.set_working_directory":
                                      {"directory": "{{ $MIDAS_HOME }}"}}]
     deployments = {d["name"]: d for d in prefect_yaml["deployments"]}
-    assert set(deployments) == {"midas-collect", "midas-hourly", "midas-backfill"}
+    assert set(deployments) == {"midas-collect", "midas-hourly", "midas-backfill", "midas-symbol-hours"}
     flow_names = {}
     for name, d in deployments.items():
         path, func = d["entrypoint"].split(":")
@@ -142,7 +142,8 @@ def test_prefect_yaml_deployments(prefect_yaml, repo_root):
         assert pool["name"] == "midas-process"
         assert pool["job_variables"]["env"]["PREFECT_LOGGING_EXTRA_LOGGERS"] == "midas"
     assert flow_names == {"midas-collect": "midas-collect", "midas-hourly": "midas-hourly",
-                          "midas-backfill": "midas-backfill"}
+                          "midas-backfill": "midas-backfill", "midas-symbol-hours": "midas-symbol-hours"}
+    assert deployments["midas-hourly"]["parameters"] == {"fan_out": True}
     assert deployments["midas-hourly"]["schedules"] == [
         {"cron": "5 * * * *", "timezone": "UTC", "active": True}]
     assert "schedules" not in deployments["midas-backfill"]

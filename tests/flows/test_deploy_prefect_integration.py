@@ -1,7 +1,9 @@
 """The real thing: `prefect server start` on a free local port (its own PREFECT_HOME), the process
-work pool, `prefect --no-prompt deploy --all` of prefect.yaml, a worker, `prefect deployment run
-midas-hourly/midas-hourly`, and the hour partitions appear in the catalog. Everything started here
-is stopped by PID (the worker with SIGTERM, then SIGINT: it ignores a single SIGTERM).
+work pool, `prefect --no-prompt deploy --all` of prefect.yaml, two workers, `prefect deployment run
+midas-hourly/midas-hourly`, and the hour partitions appear in the catalog. Each worker takes one
+flow run at a time, so the symbol's run (fan-out) can only go to the second worker: scaling out by
+adding workers to the pool. Everything started here is stopped by PID (the workers with SIGTERM,
+then SIGINT: a worker ignores a single SIGTERM).
 
 (The module name sorts before the other flow tests so that it runs before their session-wide
 Prefect test server starts: two servers at once slow this 2-core box down.)"""
@@ -91,6 +93,7 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
         return proc
 
     def run(*args: str) -> str:
+        print(f"{time.strftime('%H:%M:%S')} prefect {args[0]} {args[1]}", flush=True)
         done = subprocess.run(_prefect(*args), cwd=repo_root, env=env, capture_output=True, text=True,
                               timeout=300)
         assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
@@ -105,21 +108,35 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
         assert server.poll() is None, (logs / "server.log").read_text()[-3000:]
 
         run("work-pool", "create", "midas-process", "--type", "process", "--overwrite")
-        start("worker", _prefect("worker", "start", "--pool", "midas-process", "--limit", "1"),
-              [signal.SIGTERM, signal.SIGINT])
+        for name in ("worker-a", "worker-b"):
+            start(name, _prefect("worker", "start", "--pool", "midas-process", "--limit", "1"),
+                  [signal.SIGTERM, signal.SIGINT])
         deployed = run("--no-prompt", "deploy", "--all")
         for name in ("midas-collect/midas-collect", "midas-hourly/midas-hourly",
-                     "midas-backfill/midas-backfill"):
+                     "midas-backfill/midas-backfill", "midas-symbol-hours/midas-symbol-hours"):
             assert f"Deployment '{name}' successfully created" in " ".join(deployed.split())
 
         params = json.dumps({"data_dir": str(data_dir), "venue": VENUE, "symbols": ["BTCUSDT"]})
         run("deployment", "run", "midas-hourly/midas-hourly", "--params", params,
             "--watch", "--watch-timeout", "240")
 
-        runs = httpx.post(f"{api}/flow_runs/filter", json={
-            "deployments": {"name": {"any_": ["midas-hourly"]}}}, timeout=10).json()
-        manual = [r for r in runs if r["parameters"].get("data_dir") == str(data_dir)]
-        assert [r["state"]["type"] for r in manual] == ["COMPLETED"]
+        runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
+        by_flow = {}
+        for r in runs:        # (the schedule's future runs of midas-hourly have no data_dir)
+            if r["parameters"].get("data_dir") == str(data_dir):
+                by_flow.setdefault(r["name"] if r["parameters"].get("symbol") else "hourly", []).append(r)
+        (hourly_run,) = by_flow.pop("hourly")
+        assert hourly_run["parameters"]["data_dir"] == str(data_dir)
+        assert hourly_run["state"]["type"] == "COMPLETED"
+        # fan_out (set by prefect.yaml): one midas-symbol-hours run for BTCUSDT, a child of the hourly run.
+        (symbol_run,) = by_flow.pop("BTCUSDT 2024-07-18T23..2024-07-19T00")
+        assert by_flow == {}
+        assert symbol_run["state"]["type"] == "COMPLETED"
+        assert symbol_run["parameters"]["hours"] == HOURS
+        assert symbol_run["parent_task_run_id"] is not None
+        # Each worker took exactly one of the two runs.
+        taken = [(logs / f"{w}.log").read_text().count("submitting flow run") for w in ("worker-a", "worker-b")]
+        assert sorted(taken) == [1, 1]
         deployment = httpx.post(f"{api}/deployments/filter", json={
             "deployments": {"name": {"any_": ["midas-hourly"]}}}, timeout=10).json()[0]
         assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory":
@@ -127,7 +144,7 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["5 * * * *"]
         # The job's environment from prefect.yaml sent the pipeline's midas.* lines to the UI.
         lines = httpx.post(f"{api}/logs/filter", json={
-            "logs": {"flow_run_id": {"any_": [manual[0]["id"]]}}, "limit": 200}, timeout=10).json()
+            "logs": {"flow_run_id": {"any_": [symbol_run["id"]]}}, "limit": 200}, timeout=10).json()
         processed = [line["message"] for line in lines if line["name"] == "midas.scheduling"
                      and line["message"].startswith("hour processed")]
         assert [m.split(" hour=")[1].split()[0] for m in processed] == HOURS
