@@ -301,13 +301,17 @@ def _staleness(hour: datetime, seqs: dict[datetime, int], book_seqs: dict[dateti
     """("stale", why) when the book of an hour the features of `hour` read changed after `hour` was
     processed, or will change in this round (a pending or changed hour)."""
     first, end = _feature_inputs(hour)
-    for root in roots:
-        if first <= root < end:
+    for root in reversed(roots):             # roots are in hour order: the latest ones matter
+        if root < first:
+            break
+        if root < end:
             return "stale", f"its features read hour {format_hour(root)}, which is pending"
     own = seqs.get(hour, 0)
-    for other, book_seq in book_seqs.items():
-        if first <= other < end and book_seq > own:
+    other = first
+    while other < end:                       # at most 24 hours: the day so far and 23:00 before it
+        if book_seqs.get(other, 0) > own:
             return "stale", f"its features read hour {format_hour(other)}, rebuilt after it"
+        other += timedelta(hours=1)
     return None
 
 

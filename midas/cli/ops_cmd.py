@@ -63,12 +63,15 @@ def run_service(cmd: list[str], service: str, log_dir: Path | None) -> int:
             if signum == signal.SIGTERM:
                 child.send_signal(signal.SIGINT)
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    assert child.stdout is not None
-    for line in child.stdout:
-        logger.info(line.rstrip("\n"))
-    return child.wait()
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            logger.info(line.rstrip("\n"))
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _run(cmd: list[str]) -> None:

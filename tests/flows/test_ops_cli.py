@@ -1,0 +1,53 @@
+"""`midas ops`: status on real raw files, deploy's clear error without a server, and the log files
+of a service run through `run_service`."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from midas.cli import main
+from midas.cli.ops_cmd import run_service
+from midas.importer import import_recording
+
+VENUE = "binance-futures"
+
+
+def test_status_lists_every_hour_and_why(tmp_path, recordings, capsys, monkeypatch):
+    import_recording(recordings[VENUE], VENUE, tmp_path)
+    monkeypatch.setenv("VENUE", VENUE)
+    monkeypatch.setenv("SYMBOLS", "BTCUSDT")
+    assert main(["ops", "status", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "BTCUSDT" in line and "│" in line]
+    assert [[cell.strip() for cell in row.split("│")[1:-1]] for row in rows] == [
+        ["BTCUSDT", "2024-07-18T23", "pending", "never processed", "1"],
+        ["BTCUSDT", "2024-07-19T00", "pending", "never processed", "2"],
+    ]
+    assert "pending: 2" in out
+    assert "supervised collector: not running" in out
+
+
+def test_deploy_without_a_server_says_what_to_set(capsys, monkeypatch):
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["ops", "deploy"]) == 2
+    err = capsys.readouterr().err
+    assert "PREFECT_API_URL is not set" in err and "http://127.0.0.1:4200/api" in err
+
+
+def test_run_service_copies_output_to_the_rotated_log_file(tmp_path):
+    midas_logger = logging.getLogger("midas")
+    before = list(midas_logger.handlers)
+    handlers_before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = run_service([sys.executable, "-c", "print('line one'); print('line two'); raise SystemExit(3)"],
+                           "svc", tmp_path)
+    finally:
+        for handler in [h for h in midas_logger.handlers if h not in before]:
+            midas_logger.removeHandler(handler)
+            handler.close()
+    assert code == 3
+    assert {sig: signal.getsignal(sig) for sig in handlers_before} == handlers_before
+    lines = (tmp_path / "svc" / "svc.log").read_text().splitlines()
+    assert [line.split(" midas.svc ", 1)[1] for line in lines] == ["line one", "line two"]
