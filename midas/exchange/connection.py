@@ -26,6 +26,7 @@ log = logging.getLogger("midas.exchange")
 # Binance's futures endpoints are being split into /public (depth, bookTicker) and /market (trades);
 # both prefixes are accepted in front of /stream and /ws.
 _PATH_PREFIXES = ("/public", "/market")
+SEND_BATCH = 256          # frames written to the socket at once
 
 
 def streams_of_path(target: str, server: "ExchangeServer") -> tuple[bool, list[str]]:
@@ -129,12 +130,25 @@ class Connection:
         self.queue.append((None, None, text, None))
         self.wake.set()
 
-    async def _send(self, text: str) -> None:
-        await self.ws.send(text)
-        self.server.messages_sent += 1
+    async def _write(self, texts: list[str]) -> None:
+        """Send text frames in order, in one socket write when the websockets version allows it."""
+        ws = self.ws
+        send_context = getattr(ws, "send_context", None)
+        if send_context is not None and len(texts) > 1:
+            # The documented pattern of websockets' asyncio connections (see send_context):
+            # queue every frame, then write and drain once. One syscall instead of one per frame.
+            async with send_context():
+                for text in texts:
+                    ws.protocol.send_text(text.encode())
+        else:
+            for text in texts:
+                await ws.send(text)
+        self.server.messages_sent += len(texts)
         truth = self.server.truth
         if truth is not None:
-            truth.sent(self.id, text, time.time_ns())
+            now = time.time_ns()
+            for text in texts:
+                truth.sent(self.id, text, now)
 
     async def _send_loop(self) -> None:
         queue, faults = self.queue, self.faults
@@ -142,27 +156,31 @@ class Connection:
             await self.wake.wait()
             self.wake.clear()
             while queue:
-                key, name, data, envelope = queue.popleft()
+                batch: list[str] = []
+                while queue and len(batch) < SEND_BATCH:
+                    key, name, data, envelope = queue.popleft()
+                    if key is None:
+                        batch.append(data)
+                        continue
+                    now = time.monotonic()
+                    if faults.stalled(now):
+                        continue
+                    if key.kind == "depth" and faults.drop_depth(key.symbol, now):
+                        continue
+                    duplicate, malformed = faults.next_message()
+                    if self.combined:
+                        text = envelope or '{"stream":"' + name + '","data":' + data + "}"
+                    else:
+                        text = data
+                    if malformed is not None:
+                        batch.append(malformed_frame(malformed, name if self.combined else None, key.symbol))
+                    batch.append(text)
+                    if duplicate:
+                        batch.append(text)
                 if len(queue) < 64:
                     self.space.set()
-                if key is None:
-                    await self._send(data)
-                    continue
-                now = time.monotonic()
-                if faults.stalled(now):
-                    continue
-                if key.kind == "depth" and faults.drop_depth(key.symbol, now):
-                    continue
-                duplicate, malformed = faults.next_message()
-                if self.combined:
-                    text = envelope or '{"stream":"' + name + '","data":' + data + "}"
-                else:
-                    text = data
-                if malformed is not None:
-                    await self._send(malformed_frame(malformed, name if self.combined else None, key.symbol))
-                await self._send(text)
-                if duplicate:
-                    await self._send(text)
+                if batch:
+                    await self._write(batch)
             self.space.set()
 
     # --- incoming -----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ _KNOWN: dict[str, tuple[str, str, str, str, str]] = {
 }
 _GENERIC = ("0.001", "0.01", "0.001", "0.1")
 SPOT_DECIMALS = 8
+_SCALES = [10 ** d for d in range(19)]
 
 
 def _decimals(step: str) -> int:
@@ -52,8 +53,8 @@ class Instrument:
 def _fixed(units: int, decimals: int) -> str:
     if decimals == 0:
         return str(units)
-    scale = 10 ** decimals
-    return f"{units // scale}.{units % scale:0{decimals}d}"
+    whole, frac = divmod(units, _SCALES[decimals])
+    return "%d.%0*d" % (whole, decimals, frac)
 
 
 def instrument(symbol: str, venue: str) -> Instrument:

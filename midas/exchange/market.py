@@ -34,7 +34,7 @@ SIZE_POOL = 1024            # resting sizes are drawn from a seeded pool of logn
 STRING_CACHE_MAX = 200_000  # formatted price/qty strings kept per symbol
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SimTrade:
     trade_id: int
     price: str
@@ -44,7 +44,7 @@ class SimTrade:
     is_buyer_maker: bool   # True: a seller hit the best bid
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SimDepth:
     event_ms: int          # E
     transaction_ms: int    # T (futures payloads only)
@@ -55,7 +55,7 @@ class SimDepth:
     asks: list[list[str]]
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StepResult:
     trades: list[SimTrade]
     depth: SimDepth
