@@ -190,8 +190,10 @@ class BookSync:
             self.on_diff(d)
 
     def _try_spare(self) -> None:
+        # After a reconnect the collector often writes the new snapshot before the new
+        # connection's first diff: that snapshot arrived while the old stretch was still in sync.
         spare, self.spare = self.spare, None
-        if spare is not None and spare.last_update_id >= self.buffer[0].first_id - 1:
+        if spare is not None:
             self._load(spare)
 
     def _end_stretch(self, reason: str, start: int) -> None:

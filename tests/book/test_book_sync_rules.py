@@ -142,3 +142,24 @@ def test_bad_lines_are_reported_with_file_and_line_and_make_a_gap(tmp_path):
     assert [(x["ts"], x["bid_sz_01"], x["update_id"]) for x in book] == [((B + 1100) * 1000, 3.0, 12)]
     gaps = pq.read_table(r.paths["gaps"]).to_pylist()
     assert gaps == [_gap(1000, 1100, "no_snapshot", None, 12), _gap(1100, 1300, "sequence_gap", 12, None)]
+
+
+def test_snapshot_written_before_the_new_connections_first_diff_resyncs_at_once(tmp_path):
+    """The collector fetches a snapshot at every connect, so after a reconnect the snapshot record
+    usually comes before the new connection's first diff, while the old stretch is still synced."""
+    v = "binance-futures"
+    items = [
+        g.snapshot(v, 100, [("50", "1")], [("51", "1")], e_ms=B + 1000),
+        g.depth(v, B + 1000, 90, 110, 95, bids=[("50", "2")]),
+        g.event(v, "disconnected", B + 1150),
+        g.event(v, "connected", B + 1200),
+        g.snapshot(v, 150, [("50", "3")], [("51", "4")], e_ms=B + 1250),
+        g.depth(v, B + 1300, 160, 170, 150, asks=[("51", "5")]),      # pu == lastUpdateId
+        g.depth(v, B + 1400, 171, 180, 170, asks=[("51", "6")]),
+    ]
+    r, t = _run(tmp_path, v, items, depth=1)
+    assert t["book"] == [_row(1000, [(50.0, 2.0)], [(51.0, 1.0)], 110, 0, depth=1),
+                         _row(1300, [(50.0, 3.0)], [(51.0, 5.0)], 170, 0, depth=1),
+                         _row(1400, [(50.0, 3.0)], [(51.0, 6.0)], 180, 0, depth=1)]
+    assert t["gaps"] == [_gap(1000, 1000, "no_snapshot", None, 110),
+                         _gap(1000, 1300, "disconnected", 110, 170)]
