@@ -52,7 +52,7 @@ FEATURE_COLUMNS = (
     "liquidity_1", "liquidity_5", "liquidity_10",
 )
 # Macros of sql/features/, in dependency order; loaded into every feature connection.
-MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets", "trade_last")
+MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets")
 TRADE_COLUMNS = ("ts", "trade_id", "price", "qty", "is_buyer_maker", "trade_type")
 TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
                           ("qty", pa.float64()), ("is_buyer_maker", pa.bool_()),

@@ -37,8 +37,11 @@ WITH level_sums AS (
     FROM grid_ofi($interval_us)
 ),
 grid_rows AS (
-    -- the per-row features (SPEC §3 formulas, evaluated left to right as written there)
+    -- the per-row features (SPEC §3 formulas, evaluated left to right as written there), and the
+    -- running sum and count of ofi over the input (streaming windows: input order, no sort)
     SELECT ts, ofi_units,
+           sum(ofi_units) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running_units,
+           count(ofi_units) OVER (ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running_rows,
            (bid_px_01 + ask_px_01) / 2 AS midprice,
            ask_px_01 - bid_px_01 AS spread,
            (ask_px_01 - bid_px_01) / ((bid_px_01 + ask_px_01) / 2) * 10000 AS spread_bps,
@@ -54,47 +57,56 @@ grid_rows AS (
            bid_sum_10 + ask_sum_10 AS liquidity_10
     FROM level_sums
 ),
-windowed AS (
-    -- one sort of the grid rows by ts serves both windows
-    SELECT *,
-           -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it
+ofi_window AS (
+    -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it. Only (ts, ofi) is sorted.
+    SELECT ts AS window_ts,
            sum(ofi_units) OVER (
                ORDER BY ts
                RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
-                         AND CURRENT ROW) AS ofi_window_units,
-           -- the day's running ofi from max(00:00 UTC of the row's day, $hour_start); the day
-           -- before $hour_start comes in as $ofi_carry_units
-           sum(ofi_units) OVER (
-               ORDER BY ts
-               RANGE BETWEEN greatest(least(ts % 86400000000, ts - CAST($hour_start AS BIGINT)), 0)
-                             PRECEDING AND CURRENT ROW) AS ofi_day_units
+                         AND CURRENT ROW) AS ofi_window_units
     FROM grid_rows
 ),
-hour_rows AS (
-    SELECT *, ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day
-    FROM windowed
+day_starts AS (
+    -- per UTC day (from $hour_start on): the running ofi sum and count just before its first row,
+    -- so the day's running ofi is running_units - before_units
+    SELECT ts // 86400000000 AS day,
+           arg_min(running_units - coalesce(ofi_units, 0), ts) AS before_units,
+           arg_min(running_rows - CAST(ofi_units IS NOT NULL AS BIGINT), ts) AS before_rows
+    FROM grid_rows
     WHERE ts >= CAST($hour_start AS BIGINT)
+    GROUP BY day
 ),
-last_trades AS (
-    SELECT ts AS trade_ts, last_px, last_qty FROM trade_last($market_only)
+hour_rows AS (
+    SELECT g.*,
+           w.ofi_window_units,
+           g.ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
+           g.running_units - d.before_units AS ofi_day_units,
+           g.running_rows - d.before_rows AS ofi_day_rows
+    FROM grid_rows AS g
+    JOIN ofi_window AS w ON w.window_ts = g.ts
+    JOIN day_starts AS d ON d.day = g.ts // 86400000000
+    WHERE g.ts >= CAST($hour_start AS BIGINT)
+),
+trade_grid AS (
+    SELECT ts AS grid_ts, buy_units, sell_units, trades, last_px, last_qty
+    FROM trade_buckets($interval_us, $bucket_us, $market_only)
     UNION ALL
-    SELECT CAST($seed_ts AS BIGINT), CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
+    -- the last trade before the trades given (from earlier hours), with no volume
+    SELECT CAST($seed_ts AS BIGINT), CAST(0 AS HUGEINT), CAST(0 AS HUGEINT), CAST(0 AS BIGINT),
+           CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
     WHERE $seed_ts IS NOT NULL
 ),
-buckets AS (
-    SELECT ts AS bucket_ts, buy_units, sell_units, trades
-    FROM trade_buckets($interval_us, $bucket_us, $market_only)
-),
 with_trades AS (
+    -- one ASOF join: the latest grid time with trades at or before ts gives the last trade; its
+    -- bucket sums are this row's when it is this row's own grid time, else the bucket is empty
     SELECT h.*,
-           coalesce(b.buy_units, CAST(0 AS HUGEINT)) AS buy_units,
-           coalesce(b.sell_units, CAST(0 AS HUGEINT)) AS sell_units,
-           coalesce(b.trades, CAST(0 AS BIGINT)) AS trade_count,
-           l.last_px AS last_trade_px,
-           l.last_qty AS last_trade_qty
+           CASE WHEN t.grid_ts = h.ts THEN t.buy_units ELSE CAST(0 AS HUGEINT) END AS buy_units,
+           CASE WHEN t.grid_ts = h.ts THEN t.sell_units ELSE CAST(0 AS HUGEINT) END AS sell_units,
+           CASE WHEN t.grid_ts = h.ts THEN t.trades ELSE CAST(0 AS BIGINT) END AS trade_count,
+           t.last_px AS last_trade_px,
+           t.last_qty AS last_trade_qty
     FROM hour_rows AS h
-    LEFT JOIN buckets AS b ON b.bucket_ts = h.ts
-    ASOF LEFT JOIN last_trades AS l ON h.ts >= l.trade_ts
+    ASOF LEFT JOIN trade_grid AS t ON h.ts >= t.grid_ts
 )
 SELECT
     ts,
@@ -107,9 +119,10 @@ SELECT
     imbalance_10,
     from_units(ofi_units) AS ofi,
     from_units(ofi_window_units) AS ofi_10,
-    CASE WHEN NOT in_first_day THEN from_units(ofi_day_units)
-         WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_day_units IS NULL THEN NULL
-         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + coalesce(ofi_day_units, 0))
+    CASE WHEN NOT in_first_day THEN
+              CASE WHEN ofi_day_rows > 0 THEN from_units(ofi_day_units) END
+         WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_day_rows = 0 THEN NULL
+         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + ofi_day_units)
     END AS ofi_cumulative,
     from_units(buy_units) AS taker_buy_volume,
     from_units(sell_units) AS taker_sell_volume,

@@ -1,25 +1,35 @@
--- trade_buckets: table macro. For each grid time ts (a multiple of interval_us) whose trade bucket
--- (ts - bucket_us, ts] holds at least one trade of the registered relation `trade_input` (ts,
--- trade_id, price, qty, is_buyer_maker, trade_type): the taker buy and sell quantity in 1e-8 units
--- (aggressor buy = is_buyer_maker false) and the trade count. Only MARKET trades when market_only
--- (futures). Each trade goes to every grid time in [T, T + bucket_us), found with generate_series
--- (one grid time when bucket_us = interval_us).
--- Grain: one row per grid time with trades in its bucket.
+-- trade_buckets: table macro. The trades of the registered relation `trade_input` (ts, trade_id,
+-- price, qty, is_buyer_maker, trade_type) per grid time (a multiple of interval_us): for each grid
+-- time ts, the taker buy and sell quantity in 1e-8 units (aggressor buy = is_buyer_maker false) and
+-- the count of the trades in its bucket (ts - bucket_us, ts], and the last trade (latest T, then
+-- highest trade_id) among the trades assigned to it. Only MARKET trades when market_only (futures).
+-- A trade at T is assigned to the first grid time at or after T, and to every further grid time
+-- whose bucket holds it (generate_series; one grid time when bucket_us = interval_us). So the grid
+-- time with trades latest at or before a row's ts holds the last trade with T <= ts.
+-- Grain: one row per grid time with at least one trade assigned.
 CREATE OR REPLACE TEMP MACRO trade_buckets(interval_us, bucket_us, market_only) AS TABLE
-WITH trade_grid_times AS (
-    SELECT unnest(generate_series(
+WITH assigned AS (
+    SELECT ts AS trade_ts, trade_id, price, qty, is_buyer_maker,
+           unnest(generate_series(
                (CAST(ts AS BIGINT) + CAST(interval_us AS BIGINT) - 1)
                    // CAST(interval_us AS BIGINT) * CAST(interval_us AS BIGINT),
-               CAST(ts AS BIGINT) + CAST(bucket_us AS BIGINT) - 1,
-               CAST(interval_us AS BIGINT))) AS grid_ts,
-           is_buyer_maker,
-           to_units(qty) AS qty_units
+               greatest(CAST(ts AS BIGINT) + CAST(bucket_us AS BIGINT) - 1,
+                        (CAST(ts AS BIGINT) + CAST(interval_us AS BIGINT) - 1)
+                            // CAST(interval_us AS BIGINT) * CAST(interval_us AS BIGINT)),
+               CAST(interval_us AS BIGINT))) AS grid_ts
     FROM trade_input
     WHERE NOT CAST(market_only AS BOOLEAN) OR trade_type = 'MARKET'
+),
+in_bucket AS (
+    SELECT *, grid_ts - CAST(bucket_us AS BIGINT) < trade_ts AS counted,
+           to_units(qty) AS qty_units
+    FROM assigned
 )
 SELECT grid_ts AS ts,
-       CAST(sum(CASE WHEN NOT is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS buy_units,
-       CAST(sum(CASE WHEN is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS sell_units,
-       CAST(count(*) AS BIGINT) AS trades
-FROM trade_grid_times
+       CAST(sum(CASE WHEN counted AND NOT is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS buy_units,
+       CAST(sum(CASE WHEN counted AND is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS sell_units,
+       CAST(count(*) FILTER (WHERE counted) AS BIGINT) AS trades,
+       CAST(max_by(price, (trade_ts, trade_id)) AS DOUBLE) AS last_px,
+       CAST(max_by(qty, (trade_ts, trade_id)) AS DOUBLE) AS last_qty
+FROM in_bucket
 GROUP BY grid_ts;

@@ -49,12 +49,16 @@ def make_day(clean, seed: int, interval_us: int = 100_000):
 
 
 def write_day(tmp_path, clean, rows, trades):
+    """Write the three hours' partitions; returns the trades written (those inside the hours)."""
+    written = []
     for hour in HOURS:
         lo = hour_start_us(parse_hour(hour))
         in_hour = [r for r in rows if lo <= r["ts"] < lo + 3_600_000_000]
         clean.write(tmp_path, "book", FUT, SYM, hour, clean.book_table(in_hour))
-        clean.write(tmp_path, "trades", FUT, SYM, hour, clean.trades_table(
-            sorted((t for t in trades if lo <= t[0] < lo + 3_600_000_000), key=lambda t: t[1])))
+        in_hour = sorted((t for t in trades if lo <= t[0] < lo + 3_600_000_000), key=lambda t: t[1])
+        clean.write(tmp_path, "trades", FUT, SYM, hour, clean.trades_table(in_hour))
+        written += in_hour
+    return written
 
 
 def assert_matches_oracle(results, oracle):
@@ -69,10 +73,10 @@ def assert_matches_oracle(results, oracle):
     assert seen == len(oracle)
 
 
-@pytest.mark.parametrize("bucket_ms,ofi_window", [(100, 10), (250, 4)])
+@pytest.mark.parametrize("bucket_ms,ofi_window", [(100, 10), (250, 4), (50, 3)])
 def test_hour_by_hour_equals_one_pass_oracle(tmp_path, clean, bucket_ms, ofi_window):
     rows, trades = make_day(clean, seed=bucket_ms)
-    write_day(tmp_path, clean, rows, trades)
+    trades = write_day(tmp_path, clean, rows, trades)
     s = load_settings(env_file=None, data_dir=tmp_path, symbols=[SYM], venue=FUT,
                       time_bucket_ms=bucket_ms, ofi_window=ofi_window)
     results = [compute_features_hour(s, FUT, SYM, h) for h in HOURS]
@@ -89,7 +93,7 @@ def test_hour_by_hour_equals_one_pass_oracle(tmp_path, clean, bucket_ms, ofi_win
 
 def test_any_order_and_stale_carry_give_the_same_features(tmp_path, clean):
     rows, trades = make_day(clean, seed=7)
-    write_day(tmp_path, clean, rows, trades)
+    trades = write_day(tmp_path, clean, rows, trades)
     s = load_settings(env_file=None, data_dir=tmp_path, symbols=[SYM], venue=FUT)
     # last hour first, then backwards: no valid previous features, the carry comes from the books
     backwards = [compute_features_hour(s, FUT, SYM, h) for h in reversed(HOURS)]
