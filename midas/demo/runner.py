@@ -29,7 +29,7 @@ from midas.config import Settings, load_settings
 from midas.demo.datadir import prepare_data_dir
 from midas.demo.progress import RawWatcher
 from midas.demo.summary import (DemoReport, QueryResult, StageTiming, build_report, raw_file_counts,
-                                render_query, render_report)
+                                render_query, render_report, report_markdown)
 from midas.errors import CollectorError, ConfigError, DataError, MidasError
 from midas.layout import format_hour, list_raw_files
 from midas.logs import log_kv
@@ -446,6 +446,14 @@ def _capture_and_import(plan: DemoPlan, data_dir: Path, console: Console) -> tup
     return stages, collect_seconds
 
 
+def publish_summary_artifact(report: DemoReport) -> None:
+    """The summary as a Markdown artifact `midas-demo-summary-<venue>` in the Prefect UI."""
+    from prefect.artifacts import create_markdown_artifact
+
+    create_markdown_artifact(report_markdown(report), key=f"midas-demo-summary-{report.venue}",
+                             description=f"MIDAS demo summary: {report.venue} {', '.join(report.symbols)}")
+
+
 def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True,
              interrupts: InterruptWatch | None = None) -> DemoReport:
     from midas.catalog import rebuild_catalog
@@ -477,6 +485,7 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
         report.stages = first_stages + report.stages[1:]
     if charts:
         report.charts = draw_charts(settings, summaries)
+    publish_summary_artifact(report)
     log_kv(logger, "demo plan done", venue=plan.venue, messages=report.total_messages,
            features=report.rows.get("features"), gaps=len(report.gaps))
     return report

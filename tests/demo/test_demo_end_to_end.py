@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import sqlite3
 import subprocess
 import sys
 from collections import Counter
@@ -93,3 +94,15 @@ def test_demo_short_run(tmp_path, repo_root):
         assert len(charts) == 1 and charts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"chart: {charts[0]}" in out
     assert (data_dir / ".midas-demo").is_file()
+
+    # the Prefect runs: both flows completed, and the summary and the hours table are artifacts
+    db = sqlite3.connect(tmp_path / "prefect-home" / "prefect.db")
+    try:
+        runs = db.execute("SELECT flow.name, flow_run.state_type FROM flow_run JOIN flow ON flow.id = flow_run.flow_id "
+                          "ORDER BY flow.name").fetchall()
+        artifacts = db.execute("SELECT key, data FROM artifact WHERE key IS NOT NULL ORDER BY key").fetchall()
+    finally:
+        db.close()
+    assert runs == [("midas-collect", "COMPLETED"), ("midas-demo-hours", "COMPLETED")]
+    assert [k for k, _ in artifacts] == ["midas-demo-hours", "midas-demo-summary-binance-futures"]
+    assert f"| messages recorded | {total:,} |" in artifacts[1][1]
