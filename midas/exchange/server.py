@@ -28,7 +28,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from midas.exchange.connection import Connection
+from midas.exchange.connection import Connection, streams_of_path
 from midas.exchange.depth_merge import DepthMerger
 from midas.exchange.faults import Faults, RestFaultState
 from midas.exchange.market import SymbolMarket
@@ -36,6 +36,7 @@ from midas.exchange.replay import Recording, load_recordings, snapshot_text
 from midas.exchange.rest import RestApi
 from midas.exchange.streams import StreamKey, StreamNameError, parse_stream_name
 from midas.exchange.truth import TruthWriter
+from midas.layout import check_symbol
 from midas.logs import log_kv
 from midas.venues import FUTURES, get_venue
 
@@ -67,7 +68,9 @@ class ExchangeConfig:
     def __post_init__(self) -> None:
         if self.venue is not None:
             get_venue(self.venue)
-        self.symbols = [s.upper() for s in self.symbols]
+        if not self.symbols and not self.replay:
+            raise ValueError("at least one symbol is needed, e.g. BTCUSDT")
+        self.symbols = [check_symbol(s) for s in self.symbols]
         if self.speed < 0:
             raise ValueError(f"speed={self.speed!r} must be 0 (as fast as the client reads) or positive")
         if self.tick_ms <= 0 or self.grid_ms <= 0:
@@ -81,7 +84,10 @@ def json_response(status: int, body: str, headers: dict[str, str]) -> Response:
     hdrs["Connection"] = "close"
     for k, v in headers.items():
         hdrs[k] = v
-    reason = http.HTTPStatus(status).phrase if status in http.HTTPStatus._value2member_map_ else "Error"
+    try:
+        reason = http.HTTPStatus(status).phrase
+    except ValueError:
+        reason = "Error"
     return Response(status, reason, hdrs, body.encode())
 
 
@@ -314,7 +320,6 @@ class ExchangeServer:
         return json_response(answer.status, answer.body, answer.headers)
 
     def _check_ws_path(self, target: str) -> tuple[int, int, str] | None:
-        from midas.exchange.connection import streams_of_path
         try:
             streams_of_path(target, self)
         except StreamNameError as e:
