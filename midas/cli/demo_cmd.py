@@ -105,7 +105,7 @@ def demo(
     speed of every stage. Needs no internet; takes 2-4 minutes. Ctrl-C stops it cleanly and keeps
     what was written. Explore the result with `midas inspect`, `midas query` and `midas chart`.
     """
-    from midas.demo.runner import DemoOptions, run_demo
+    from midas.demo import DemoOptions, run_demo
 
     settings = settings_from_options()
     options = DemoOptions(data_dir=data_dir or settings.demo_data_dir or settings.data_dir, real=real,
