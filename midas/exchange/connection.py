@@ -196,7 +196,8 @@ class Connection:
     def _handle_request(self, req: Request) -> None:
         if req.method in ("SUBSCRIBE", "UNSUBSCRIBE"):
             try:
-                keys = [self.server.parse_stream(p) for p in req.params]
+                for p in req.params:
+                    self.server.parse_stream(p)     # all names valid, or nothing changes
             except StreamNameError as e:
                 self._reply(error_reply(2, f"Invalid request: {e}", req.id))
                 return
@@ -212,7 +213,6 @@ class Connection:
             else:
                 for p in req.params:
                     self._unsubscribe(p)
-            del keys
             self._reply(result_reply(None, req.id))
         elif req.method == "LIST_SUBSCRIPTIONS":
             self._reply(result_reply(list(self.subs), req.id))

@@ -113,7 +113,10 @@ def test_exchange_clock_offset_and_grid(tmp_path, stream_client):
         client = stream_client(f"{ex.ws_url}/ws/btcusdt@depth@100ms")
         client.wait_for(lambda: len(client.frames) >= 3, what="three diffs")
         received_at = time.time() * 1000
+        stats = ex.stats()
         client.close()
+    assert stats["connections"] == 1 and stats["ticks"] >= 3
+    assert stats["messages_sent"] >= 3 and stats["max_lag_ms"] >= 0
     diffs = [json.loads(f) for f in client.frames]
     for d in diffs:
         assert d["E"] % 100 == 0 and d["T"] <= d["E"]
