@@ -136,16 +136,28 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or default
 
 
-def check_websocket(ws_url: str, timeout: float = 3.0) -> Check:
-    """A TCP connection to the WebSocket base opens within `timeout` seconds."""
-    host, port = _host_port(ws_url)
+def check_websocket(ws_url: str, stream_url: str | None = None, timeout: float = 3.0) -> Check:
+    """A WebSocket handshake with `stream_url` (a combined-stream URL under WS_URL) completes within
+    `timeout` seconds; the connection is closed right after, nothing is subscribed for longer."""
+    from websockets.exceptions import InvalidHandshake, InvalidStatus
+    from websockets.sync.client import connect
+
+    url = stream_url or ws_url
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with connect(url, open_timeout=timeout, close_timeout=timeout):
             pass
-    except OSError as e:
+    except InvalidStatus as e:
+        return Check("websocket endpoint", FAIL, f"{url}: HTTP {e.response.status_code} instead of a "
+                     "WebSocket handshake", "WS_URL must be the WebSocket base only, e.g. "
+                     "wss://fstream.binance.com (MIDAS adds /stream?streams=...)")
+    except (InvalidHandshake, EOFError) as e:
+        return Check("websocket endpoint", FAIL, f"{url}: not a WebSocket server ({e.__class__.__name__})",
+                     "WS_URL points at something that does not speak WebSocket: use the venue's "
+                     "stream base or the local exchange's ws:// address")
+    except (OSError, TimeoutError) as e:
         return Check("websocket endpoint", FAIL, f"{ws_url}: no answer ({_reason(e)})",
                      _endpoint_remedy(ws_url, "WS_URL"))
-    return Check("websocket endpoint", OK, f"{ws_url}: TCP connection to {host}:{port} opened")
+    return Check("websocket endpoint", OK, f"{ws_url}: WebSocket handshake completed")
 
 
 def check_rest(rest_url: str, depth_path: str, symbol: str, timeout: float = 3.0) -> Check:
@@ -176,7 +188,7 @@ def check_rest(rest_url: str, depth_path: str, symbol: str, timeout: float = 3.0
 
 
 def _reason(e: OSError) -> str:
-    if isinstance(e, socket.timeout) or isinstance(e, TimeoutError):
+    if isinstance(e, (socket.timeout, TimeoutError)):
         return "timed out"
     if isinstance(e, socket.gaierror):
         return "host name not found"
@@ -257,7 +269,8 @@ def run_checks(load: Callable[[], Settings] = load_settings, prefect_url: str | 
     checks.append(config_check)
     if settings is not None:
         checks.append(check_data_dir(settings.data_dir))
-        checks.append(check_websocket(settings.ws_url, timeout))
+        stream = settings.venue_spec.combined_stream_url(settings.ws_url, [f"{settings.symbols[0].lower()}@trade"])
+        checks.append(check_websocket(settings.ws_url, stream, timeout))
         checks.append(check_rest(settings.rest_url, settings.venue_spec.depth_path, settings.symbols[0],
                                  timeout))
     checks.append(check_prefect(prefect_url, timeout))

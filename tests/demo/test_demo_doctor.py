@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from midas import doctor
+from midas.exchange import LocalExchange
 from midas.cli import main
 from midas.config import load_settings
 
@@ -112,22 +113,54 @@ def test_data_dir_not_writable(tmp_path):
         assert check.status == "fail" and check.found == f"{ro.resolve()} is not writable"
 
 
-def test_websocket_check_against_listening_and_closed_ports():
+@pytest.fixture(scope="module")
+def exchange():
+    """The real local exchange (spot, ETHUSDT), in a thread of this process."""
+    with LocalExchange(venue="binance", symbols=["ETHUSDT"]) as ex:
+        yield ex
+
+
+def test_websocket_check_against_the_local_exchange(exchange):
+    stream = f"{exchange.ws_url}/stream?streams=ethusdt@trade"
+    assert doctor.check_websocket(exchange.ws_url, stream) == doctor.Check(
+        "websocket endpoint", "ok", f"{exchange.ws_url}: WebSocket handshake completed")
+    wrong_path = doctor.check_websocket(exchange.ws_url, f"{exchange.ws_url}/api/v3/depth")
+    assert wrong_path.status == "fail"
+    assert wrong_path.found == f"{exchange.ws_url}/api/v3/depth: HTTP 404 instead of a WebSocket handshake"
+
+
+def test_websocket_check_against_a_non_websocket_server_and_a_closed_port():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(1)
     port = listener.getsockname()[1]
+
+    def accept_and_close():
+        conn, _ = listener.accept()
+        conn.recv(1024)
+        conn.close()
+
+    thread = threading.Thread(target=accept_and_close, daemon=True)
+    thread.start()
     try:
-        ok = doctor.check_websocket(f"ws://127.0.0.1:{port}")
+        bad = doctor.check_websocket(f"ws://127.0.0.1:{port}")
     finally:
+        thread.join(10)
         listener.close()
-    assert ok == doctor.Check("websocket endpoint", "ok",
-                              f"ws://127.0.0.1:{port}: TCP connection to 127.0.0.1:{port} opened")
+    assert bad.status == "fail" and bad.found.startswith(f"ws://127.0.0.1:{port}: not a WebSocket server (")
     closed = _closed_port()
-    bad = doctor.check_websocket(f"ws://127.0.0.1:{closed}")
-    assert bad.status == "fail"
-    assert bad.found == f"ws://127.0.0.1:{closed}: no answer (Connection refused)"
-    assert "midas exchange" in bad.remedy
+    down = doctor.check_websocket(f"ws://127.0.0.1:{closed}")
+    assert down.status == "fail"
+    assert down.found == f"ws://127.0.0.1:{closed}: no answer (Connection refused)"
+    assert "midas exchange" in down.remedy
+
+
+def test_rest_check_against_the_local_exchange(exchange):
+    ok = doctor.check_rest(exchange.rest_url, "/api/v3/depth", "ETHUSDT")
+    assert ok == doctor.Check("rest endpoint", "ok",
+                              f"{exchange.rest_url}: depth snapshot of ETHUSDT answered (HTTP 200)")
+    unknown = doctor.check_rest(exchange.rest_url, "/api/v3/depth", "XRPUSDT")
+    assert unknown.status == "warn" and unknown.found.startswith(f"{exchange.rest_url}: HTTP 400 for XRPUSDT")
 
 
 def test_rest_check_reads_a_depth_snapshot(http_server):
@@ -175,16 +208,15 @@ def test_docker_check_with_a_failing_docker_binary(tmp_path):
     assert check.found == f"{fake}: daemon not reachable (Cannot connect to the Docker daemon)"
 
 
-def test_doctor_command_all_endpoints_up(http_server, tmp_path, monkeypatch, capsys):
+def test_doctor_command_all_endpoints_up(exchange, http_server, tmp_path, monkeypatch, capsys):
     server, routes = http_server
-    port = server.server_address[1]
-    routes["/fapi/v1/depth?symbol=ETHUSDT&limit=5"] = (200, '{"lastUpdateId":1,"bids":[],"asks":[]}')
     routes["/api/health"] = (200, "true")
-    monkeypatch.setenv("WS_URL", f"ws://127.0.0.1:{port}")
-    monkeypatch.setenv("REST_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("VENUE", "binance")
+    monkeypatch.setenv("WS_URL", exchange.ws_url)
+    monkeypatch.setenv("REST_URL", exchange.rest_url)
     monkeypatch.setenv("SYMBOLS", "ethusdt")
     monkeypatch.setenv("DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{port}/api")
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{server.server_address[1]}/api")
     code = main(["doctor", "--no-docker"])
     out = capsys.readouterr().out
     assert code == 0, out
