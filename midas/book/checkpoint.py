@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +52,7 @@ def save_checkpoint(data_dir: Path, cp: Checkpoint) -> Path:
     body = {"version": FORMAT_VERSION, "venue": cp.venue, "symbol": cp.symbol,
             "hour": format_hour(cp.hour), "state": cp.state, "files": cp.files, "line": cp.line,
             "carry_rows": cp.carry_rows, "carry_gaps": cp.carry_gaps}
-    tmp = path.with_name(path.name + f".tmp-{os.getpid()}")
+    tmp = path.with_name(path.name + f".tmp-{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(orjson.dumps(body))
     os.replace(tmp, path)
     return path

@@ -33,17 +33,28 @@ def book_columns(depth: int) -> list[str]:
     return cols + ["update_id", "book_age_ms"]
 
 
+class _FloatCache(dict):
+    """units -> float64, remembered (the best levels change little between rows); bounded."""
+
+    def __missing__(self, units: int) -> float:
+        value = units_to_float(units)
+        if len(self) >= 200_000:
+            self.clear()
+        self[units] = value
+        return value
+
+
+_FLOATS = _FloatCache()
+
+
 def level_values(bids: Sequence[Level], asks: Sequence[Level], depth: int) -> tuple:
-    """The 4 × depth price/size columns of a row, from the best levels (best first)."""
-    pad = [None] * depth
+    """The 4 × depth price/size columns of a row, from the best levels (best first, at most depth)."""
+    fl = _FLOATS
     out: list = []
     for levels in (bids, asks):
-        px = [units_to_float(p) for p, _ in levels[:depth]]
-        sz = [units_to_float(q) for _, q in levels[:depth]]
-        missing = depth - len(px)
-        if missing:
-            px += pad[:missing]
-            sz += pad[:missing]
-        out += px
-        out += sz
+        pad = [None] * (depth - len(levels))
+        out += [fl[p] for p, _ in levels]
+        out += pad
+        out += [fl[q] for _, q in levels]
+        out += pad
     return tuple(out)

@@ -5,6 +5,7 @@ partition is always either the old one or the new one, whole."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -46,7 +47,7 @@ class PartitionWriter:
         self.schema = schema
         self.row_group_size = row_group_size
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         self._writer = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self._pending: list[Sequence] = []
         self.rows = 0

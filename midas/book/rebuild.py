@@ -108,6 +108,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
     local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
     local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
     local_ts_of = _LOCAL_TS.search
+    depth_records = trade_records = 0
     for batch in batches:
         for index, line_no, line in batch:
             feed = machine_on and (index > machine_first or (index == machine_first
@@ -145,7 +146,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                 if kind == "trade":
                     check_identity(rec, venue, symbol)
                     t = parse_trade(rec, futures)
-                    out.count("trade_records")
+                    trade_records += 1
                     if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
                         if t.trade_id in trades:
                             out.count("duplicate_trades")
@@ -155,9 +156,10 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                 if not feed:
                     continue
                 if kind == "depth":
-                    check_identity(rec, venue, symbol)
+                    if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                        check_identity(rec, venue, symbol)
                     d = parse_diff(rec, futures)
-                    out.count("depth_records")
+                    depth_records += 1
                     machine.on_diff(d)
                     if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
                         machine_on = False
@@ -177,6 +179,8 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                 out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
         if done:
             break
+    out.count("depth_records", depth_records)
+    out.count("trade_records", trade_records)
     for p in batches.problems:
         out.problem(str(p))
     return out

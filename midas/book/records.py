@@ -50,7 +50,7 @@ def _int(rec: dict, key: str) -> int:
     return v
 
 
-_UNITS = UnitsCache()
+_UNITS = UnitsCache(200_000)
 
 
 def _levels(rec: dict, key: str) -> list[Level]:
@@ -75,13 +75,17 @@ def check_identity(rec: dict, venue: str, symbol: str) -> None:
 
 
 def parse_diff(rec: dict, futures: bool) -> Diff:
-    first_id = _int(rec, "first_update_id")
-    last_id = _int(rec, "last_update_id")
+    get = rec.get
+    ts, first_id, last_id = get("exchange_ts"), get("first_update_id"), get("last_update_id")
+    prev_id = get("prev_update_id") if futures else None
+    if (type(ts) is not int or type(first_id) is not int or type(last_id) is not int
+            or (futures and type(prev_id) is not int)):
+        for key in ("exchange_ts", "first_update_id", "last_update_id") + (
+                ("prev_update_id",) if futures else ()):
+            _int(rec, key)          # raises, naming the field
     if first_id > last_id:
         raise ValueError(f"first_update_id {first_id} is above last_update_id {last_id}")
-    prev_id = _int(rec, "prev_update_id") if futures else None
-    return Diff(_int(rec, "exchange_ts"), first_id, last_id, prev_id,
-                _levels(rec, "bids"), _levels(rec, "asks"))
+    return Diff(ts, first_id, last_id, prev_id, _levels(rec, "bids"), _levels(rec, "asks"))
 
 
 def parse_snapshot(rec: dict) -> Snapshot:
