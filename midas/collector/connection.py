@@ -78,6 +78,7 @@ class Router(Protocol):
     def begin_join(self, old: Connection, new: Connection) -> None: ...
     def join_ready(self, old: Connection, new: Connection) -> bool: ...
     def switch(self, old: Connection, new: Connection, timed_out: bool) -> None: ...
+    def abort_join(self, old: Connection, new: Connection) -> None: ...
 
 
 class ConnectionSupervisor:
@@ -248,6 +249,7 @@ class ConnectionSupervisor:
         if new.reader.done() and new.end_reason is not None and not old.reader.done():
             # The new connection died while joining: keep the old one, try again later.
             new.retired = True
+            self.router.abort_join(old, new)
             _reraise(new.reader)
             log_kv(log, "planned reconnect failed, keeping the old connection", logging.WARNING,
                    group=self.group, connection=old.id, reason=new.end_reason)

@@ -45,6 +45,8 @@ class SymbolState:
     sync_reason: str = "start"           # why the book is out of sync (event detail)
     rotation_reason: str | None = None   # 'time' or 'size' while a rotation waits for its snapshot
     startup_events: list[dict] = field(default_factory=list)
+    opening_snapshot: dict | None = None  # first snapshot, kept until a diff shows it anchors
+    opening_since: float = 0.0            # monotonic time it arrived
     duplicates: int = 0
     stale_snapshots: int = 0
 
@@ -138,6 +140,8 @@ class MessageRouter:
                        symbol=state.symbol, detail=state.tracker.gap_detail)
                 state.files.event("gap", detail, rec["local_ts"])
                 state.sync_reason = "gap"
+            elif verdict is DiffVerdict.FIRST and state.opening_snapshot is not None:
+                self._open_with_held_snapshot(state)
             state.files.write(rec)
             if not state.tracker.in_sync:
                 self.request_snapshot(state)
@@ -179,6 +183,7 @@ class MessageRouter:
         now = time.time_ns() // 1000
         for state in self.group_states(conn.group):
             state.connection = conn.id
+            state.opening_snapshot = None
             state.tracker.new_run()
             state.last_trade_id = None
             state.last_ticker_id = None
@@ -216,6 +221,12 @@ class MessageRouter:
             return False
         return not join.pending and join.seen_old <= set(join.first)
 
+    def abort_join(self, old: Connection, new: Connection) -> None:
+        """The joining connection failed: the old one goes on alone (it delivered everything)."""
+        self.joins.pop(new.id, None)
+        self.join_of_old.pop(old.id, None)
+        new.held = []
+
     def switch(self, old: Connection, new: Connection, timed_out: bool) -> None:
         join = self.joins.pop(new.id)
         self.join_of_old.pop(old.id, None)
@@ -248,9 +259,28 @@ class MessageRouter:
     # Snapshots ------------------------------------------------------------------------------------
 
     def needs_snapshot(self, state: SymbolState) -> bool:
-        return (self.depth_enabled and state.connection is not None
-                and (not state.files.has_file or not state.tracker.in_sync
-                     or state.rotation_reason is not None))
+        if not self.depth_enabled or state.connection is None:
+            return False
+        if not state.files.has_file:
+            return state.opening_snapshot is None
+        return not state.tracker.in_sync or state.rotation_reason is not None
+
+    def _open_with_held_snapshot(self, state: SymbolState) -> None:
+        """The first diff arrived: open the first file with the held snapshot if it anchors."""
+        snap, state.opening_snapshot = state.opening_snapshot, None
+        if state.tracker.in_sync:
+            state.files.open_with_snapshot(snap, "start", state.startup_events)
+            state.startup_events.clear()
+        else:
+            state.stale_snapshots += 1        # older than the stream: accept() fetches another
+
+    def open_overdue(self, now: float, wait_secs: float) -> None:
+        """A held opening snapshot of a symbol whose depth stays quiet opens the file anyway."""
+        for state in self.states.values():
+            if state.opening_snapshot is not None and now - state.opening_since >= wait_secs:
+                snap, state.opening_snapshot = state.opening_snapshot, None
+                state.files.open_with_snapshot(snap, "start", state.startup_events)
+                state.startup_events.clear()
 
     def on_snapshot(self, state: SymbolState, snap: dict) -> None:
         """Place a fetched snapshot (see midas.collector.writer for where it goes)."""
@@ -264,6 +294,11 @@ class MessageRouter:
         if not state.files.has_file:
             if tracker.on_snapshot(lid) is SnapshotVerdict.STALE:
                 state.stale_snapshots += 1
+                return
+            if tracker.run_floor is None:
+                # No diff yet: whether it anchors is known at the first diff (held until then).
+                state.opening_snapshot = snap
+                state.opening_since = time.monotonic()
                 return
             state.files.open_with_snapshot(snap, "start", state.startup_events)
             state.startup_events.clear()

@@ -39,6 +39,7 @@ log = logging.getLogger("midas.collector")
 
 SNAPSHOT_CONCURRENCY = 4
 SHUTDOWN_BUDGET_SECS = 5.0
+OPENING_SNAPSHOT_WAIT_SECS = 5.0     # a first snapshot waits this long for a diff to check it
 
 
 @dataclass
@@ -156,6 +157,7 @@ class Collector:
         period = self.settings.flush_interval_secs / 2
         while not stop.is_set():
             await _sleep_or_stop(stop, period)
+            self.router.open_overdue(time.monotonic(), OPENING_SNAPSHOT_WAIT_SECS)
             for state in self.states.values():
                 state.files.flush()
                 reason = state.files.rotation_due()
@@ -258,6 +260,10 @@ class Collector:
             if isinstance(r, MidasError) and self.fatal is None:
                 self.fatal = r
         self._report_health()       # the last, shorter interval: reports add up to the whole run
+        try:
+            self.router.open_overdue(float("inf"), 0.0)    # a held first snapshot opens its file
+        except CollectorError as e:
+            self.fatal = self.fatal or e
         detail = "collector stopped" if self.fatal is None else f"collector stopped by an error: {self.fatal}"
         for state in self.states.values():
             try:

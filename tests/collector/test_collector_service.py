@@ -34,7 +34,8 @@ def test_weight_pacing_over_many_symbols_never_meets_a_429(tmp_path, coll):
                                  snapshot_depth_limit=500)
         options = CollectorOptions(health_interval_secs=5, rest_weight_budget=200)
         with coll.RunningCollector(settings, options) as run:
-            run.wait_for(lambda: len(run.collector.client.sends) >= 3, timeout=30, what="3 snapshot requests")
+            run.wait_for(lambda: sum(run.collector.client.answers.values()) >= 3, timeout=30,
+                         what="3 snapshot answers")
         summary = run.summary
     times = [t for t, _ in summary.rest_sends]
     # Burst: 10 % of 200 = 20 weight = 2 requests at once; then 80 % of 200 per minute = 1 every 3.75 s.
@@ -52,7 +53,7 @@ def test_weight_pacing_over_many_symbols_never_meets_a_429(tmp_path, coll):
         else:
             assert recs[-1]["detail"] == ("collector stopped; no snapshot arrived before the end, "
                                           "this file has none")
-    assert with_snapshot == len(summary.rest_sends)
+    assert with_snapshot == summary.rest_answers[200] == summary.snapshots
 
 
 class FullDisk:
