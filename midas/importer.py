@@ -63,21 +63,37 @@ def _split(line: bytes, where: str) -> tuple[int, bytes]:
     return int(head), body
 
 
-def _detect_symbol(path: Path) -> str:
-    """The symbol of the recording's first stream message."""
+def _first_messages(path: Path) -> tuple[str | None, dict | None]:
+    """The symbol of the recording's first stream message and its first diff payload."""
+    symbol = diff = None
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, 1):
+            if line_no > 10_000 or (symbol and diff):
+                break
             try:
                 _, body = _split(line.rstrip(b"\r\n"), f"{path}:{line_no}")
                 obj = orjson.loads(body)
             except (WireError, orjson.JSONDecodeError):
                 continue
             data = obj.get("data") if isinstance(obj, dict) else None
-            if isinstance(data, dict) and isinstance(data.get("s"), str):
-                return check_symbol(data["s"])
-            if line_no > 10_000:
-                break
-    raise DataError(f"{path}: no stream message with a symbol in the first lines; pass --symbol")
+            if isinstance(data, dict):
+                if symbol is None and isinstance(data.get("s"), str):
+                    symbol = data["s"]
+                if diff is None and data.get("e") == "depthUpdate":
+                    diff = data
+    return symbol, diff
+
+
+def _check_venue(path: Path, venue: str, diff: dict | None) -> None:
+    """Futures diffs carry `pu`, spot diffs do not: refuse a recording of the other venue."""
+    if diff is None:
+        return
+    if venue == "binance-futures" and "pu" not in diff:
+        raise DataError(f"{path}: its diffs have no 'pu' field, so it is a spot recording: "
+                        "use --venue binance")
+    if venue == "binance" and "pu" in diff:
+        raise DataError(f"{path}: its diffs have a 'pu' field, so it is a USD-M futures recording: "
+                        "use --venue binance-futures")
 
 
 def import_recording(path: Path, venue: str, data_dir: Path, symbol: str | None = None) -> ImportResult:
@@ -92,7 +108,11 @@ def import_recording(path: Path, venue: str, data_dir: Path, symbol: str | None 
     venue = check_venue(venue)
     if not path.is_file():
         raise DataError(f"{path}: no such recording")
-    symbol = check_symbol(symbol) if symbol else _detect_symbol(path)
+    first_symbol, first_diff = _first_messages(path)
+    _check_venue(path, venue, first_diff)
+    if not symbol and not first_symbol:
+        raise DataError(f"{path}: no stream message with a symbol in the first lines; pass --symbol")
+    symbol = check_symbol(symbol or first_symbol)
     result = ImportResult(path, venue, symbol)
     writer: RawFileWriter | None = None
     writer_hour = None

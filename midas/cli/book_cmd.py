@@ -60,7 +60,7 @@ def rebuild(
     if table.row_count:
         console.print(table)
     for p in problems[:50]:
-        console.print(f"[yellow]problem[/yellow] {p}", highlight=False)
+        console.print(f"problem {p}", markup=False, highlight=False, soft_wrap=True)
 
 
 def import_(
@@ -81,11 +81,11 @@ def import_(
         r = import_recording(path, settings.venue, settings.data_dir, symbol)
         counts = ", ".join(f"{n} {k}" for k, n in sorted(r.records.items()))
         console.print(f"{path}: {r.symbol} on {r.venue}: {counts}; {r.problem_count} bad lines; "
-                      f"{r.seconds:.1f} s", highlight=False)
+                      f"{r.seconds:.1f} s", markup=False, highlight=False, soft_wrap=True)
         for f in r.files:
-            console.print(f"  wrote {f}", highlight=False)
+            console.print(f"  wrote {f}", markup=False, highlight=False, soft_wrap=True)
         for p in r.problems[:20]:
-            console.print(f"  [yellow]problem[/yellow] {p}", highlight=False)
+            console.print(f"  problem {p}", markup=False, highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
