@@ -11,6 +11,7 @@ import time
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from websockets.exceptions import ConnectionClosed
 
 from midas.exchange.faults import StreamFaultState, malformed_frame
@@ -170,8 +171,8 @@ class Connection:
                     duplicate, malformed = faults.next_message()
                     if self.combined:
                         text = envelope or '{"stream":"' + name + '","data":' + data + "}"
-                    else:
-                        text = data
+                    else:   # an envelope queued before SET_PROPERTY combined=false
+                        text = data if data is not None else orjson.dumps(orjson.loads(envelope)["data"]).decode()
                     if malformed is not None:
                         batch.append(malformed_frame(malformed, name if self.combined else None, key.symbol))
                     batch.append(text)
@@ -269,7 +270,10 @@ class Connection:
             if names:
                 key = self.subs[names[0]]
                 for name in names:
-                    queue.append((key, name, m.data, m.envelope if name == m.stream else None))
+                    if self.combined and name == m.stream:
+                        queue.append((key, name, None, m.envelope))     # the recorded text as is
+                    else:
+                        queue.append((key, name, m.data, None))
                 self.wake.set()
         log_kv(log, "replay finished for connection", connection=self.id,
                messages=len(recording.messages))

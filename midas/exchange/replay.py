@@ -26,14 +26,18 @@ from midas.errors import DataError
 from midas.venues import FUTURES, SPOT
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ReplayMessage:
     local_ns: int
     stream: str          # the recorded stream name, e.g. btcusdt@depth@100ms
     symbol: str          # upper case
     kind: str            # "depth", "trade" or "bookTicker"
     envelope: str        # the recorded JSON text
-    data: str            # the payload text (for single-stream connections)
+
+    @property
+    def data(self) -> str:
+        """The payload text alone (for single-stream connections)."""
+        return orjson.dumps(orjson.loads(self.envelope)["data"]).decode()
 
 
 @dataclass
@@ -99,7 +103,7 @@ def _load_file(path: Path) -> tuple[list[ReplayMessage], list[tuple[int, str, in
             if kind == "trade" and "X" in data:
                 futures = True
             messages.append(ReplayMessage(int(ts_text), stream, stream.split("@", 1)[0].upper(), kind,
-                                          text.decode(), orjson.dumps(data).decode()))
+                                          text.decode()))
     return messages, snapshots, futures
 
 

@@ -38,11 +38,12 @@ def _book(market: SymbolMarket) -> tuple[dict, dict]:
 
 def test_diffs_and_trades_are_consistent_with_the_book():
     for venue in ("binance", "binance-futures"):
-        m = SymbolMarket("BTCUSDT", venue, 9)
-        assert len(m.bids) == 2500 and len(m.asks) == 2500
+        assert len(SymbolMarket("BTCUSDT", venue, 9).bids) == 2500
+        m = SymbolMarket("BTCUSDT", venue, 9, levels_per_side=1300)   # smaller: faster to compare
+        assert len(m.bids) == 1300 and len(m.asks) == 1300
         prev_u = m.last_update_id
         kinds = {"removal": 0, "beyond_snapshot": 0, "unknown_removal": 0, "trades": 0, "jumps": 0}
-        for i in range(60):
+        for i in range(50):
             bids_before, asks_before = _book(m)
             far_bid = sorted(bids_before, key=Decimal, reverse=True)[SNAPSHOT_DEPTH - 1]
             far_ask = sorted(asks_before, key=Decimal)[SNAPSHOT_DEPTH - 1]
@@ -90,10 +91,10 @@ def test_diffs_and_trades_are_consistent_with_the_book():
             assert d.last_update_id >= d.first_update_id
             prev_u = d.last_update_id
         assert kinds["removal"] > 100 and kinds["unknown_removal"] > 50
-        assert kinds["beyond_snapshot"] > 60 and kinds["trades"] > 30
+        assert kinds["beyond_snapshot"] > 60 and kinds["trades"] > 20
         if venue == "binance-futures":
-            assert kinds["jumps"] == 60
-        assert 2000 < len(m.bids) < 3000 and 2000 < len(m.asks) < 3000
+            assert kinds["jumps"] == 50
+        assert 1000 < len(m.bids) < 1600 and 1000 < len(m.asks) < 1600
 
 
 def test_merged_depth_equals_the_diffs_one_by_one():

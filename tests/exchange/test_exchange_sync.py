@@ -14,8 +14,9 @@ GRID_US = 100_000
 
 
 # The figure is 30 s per venue: `MIDAS_EXCHANGE_SYNC_SECS=30 pytest tests/exchange -k procedure`.
-# The default suite runs 6 s per venue (60 grid rows, ~1000 diffs) to stay in its time budget.
-RUN_SECS = float(os.environ.get("MIDAS_EXCHANGE_SYNC_SECS", "6"))
+# The default suite runs 5 s per venue (about 50 grid rows and 100 diffs per symbol, two symbols)
+# to stay in its time budget.
+RUN_SECS = float(os.environ.get("MIDAS_EXCHANGE_SYNC_SECS", "5"))
 
 
 @pytest.mark.parametrize("venue,limit", [("binance", 5000), ("binance-futures", 1000)])
