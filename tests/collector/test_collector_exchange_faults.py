@@ -187,12 +187,13 @@ def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll)
         assert len(_events(out.records[s], "disconnected")) == 1      # only the final one
 
 
-def test_rest_429_retry_after_is_honoured(tmp_path, coll):
-    faults = Faults(rest_fail_first=2, rest_fail_status=429, rest_retry_after_secs=1)
+@pytest.mark.parametrize("status", [429, 418])
+def test_rest_429_and_418_retry_after_is_honoured(tmp_path, coll, status):
+    faults = Faults(rest_fail_first=2, rest_fail_status=status, rest_retry_after_secs=1)
     out = run_against(tmp_path, coll, faults, lambda c: all(s.files.has_file for s in c.states.values()))
-    assert out.summary.rest_answers[429] == 2 and out.summary.rest_answers[200] >= 2
+    assert out.summary.rest_answers[status] == 2 and out.summary.rest_answers[200] >= 2
     times = [t for t, _ in out.summary.rest_sends]
-    # Both first requests got 429 + Retry-After: 1; nothing was sent in the second after.
+    # Both first requests got the status + Retry-After: 1; nothing was sent in the second after.
     assert times[2] - max(times[:2]) >= 1.0
     for s in SYMBOLS:
         assert out.records[s][0]["type"] == "snapshot"
@@ -207,3 +208,18 @@ def test_rest_5xx_backs_off(tmp_path, coll):
     for s in SYMBOLS:
         assert out.records[s][0]["type"] == "snapshot"
         assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+
+
+def test_slow_rest_answers_keep_every_message_in_receive_order(tmp_path, coll):
+    # The first snapshots take 2 s: what arrives meanwhile waits (compressed) and follows them.
+    faults = Faults(rest_slow_secs=2, rest_slow_first=2)
+    out = run_against(tmp_path, coll, faults,
+                      lambda c: all(s.files.has_file for s in c.states.values()) and _written(c) >= 150)
+    for s in SYMBOLS:
+        recs = out.records[s]
+        assert recs[0]["type"] == "snapshot"
+        held = [r for r in recs[1:] if r["type"] in ("depth", "trade") and r["local_ts"] < recs[0]["local_ts"]]
+        assert len(held) >= 10           # received during the 2 s the snapshot took
+        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        local = [r["local_ts"] for r in out.got[s]]
+        assert local == sorted(local)    # receive order
