@@ -89,3 +89,21 @@ def test_cli_errors_and_help(capsys, tmp_path):
     for flag in ("--drop-diffs", "--stall-secs", "--rest-fail-first", "--truth-dir", "--speed",
                  "--max-connection-age-secs", "--malformed-every", "--duplicate-every"):
         assert flag in out
+
+
+def test_replay_switching_combined_off_mid_stream_keeps_every_message(recordings, tmp_path, stream_client):
+    lines, _ = _head(recordings["binance"], 1.0)
+    plain = tmp_path / "spot-head.txt"
+    plain.write_text("".join(lines))
+    envelopes = [line.split(" ", 1)[1].rstrip("\n") for line in lines if '"stream"' in line]
+    streams = sorted({json.loads(e)["stream"] for e in envelopes})
+    with LocalExchange(replay=plain, speed=1.0) as ex:      # recorded pace: the switch is mid-stream
+        client = stream_client(f"{ex.ws_url}/stream?streams={'/'.join(streams)}")
+        client.wait_for(lambda: len(client.frames) >= 3, what="three messages")
+        client.send({"method": "SET_PROPERTY", "params": ["combined", False], "id": 1})
+        client.wait_for(lambda: len(client.frames) >= len(envelopes) + 1, timeout=60, what="everything")
+    reply = client.frames.index('{"result":null,"id":1}')
+    before, after = client.frames[:reply], client.frames[reply + 1:]
+    assert before == envelopes[: len(before)]
+    assert [json.loads(f) for f in after] == [json.loads(e)["data"] for e in envelopes[len(before):]]
+    assert len(before) >= 3 and len(after) >= 1
