@@ -8,6 +8,7 @@ catalog, recorded in the ledger) for each, one after the other, in hour order pe
 catalog registrations at once in one process can conflict in DuckDB ("write-write conflict"), and
 the demo's box has two cores to share with the exchange anyway. It returns
 every hour's `HourSummary` and publishes a Markdown table of them as the `midas-demo-hours` artifact.
+`publish_demo_summary` publishes the closing summary of a venue's run the same way.
 """
 
 from __future__ import annotations
@@ -44,3 +45,9 @@ def process_demo_hours(data_dir: str, venue: str, symbols: list[str], hours: lis
     create_markdown_artifact("\n".join(lines), key="midas-demo-hours",
                              description=f"demo: {len(summaries)} symbol-hours processed on {venue}")
     return summaries
+
+
+@flow(name="midas-demo-summary")
+def publish_demo_summary(markdown: str, venue: str, description: str) -> None:
+    """Publish one venue's demo summary as the Markdown artifact `midas-demo-summary-<venue>`."""
+    create_markdown_artifact(markdown, key=f"midas-demo-summary-{venue}", description=description)

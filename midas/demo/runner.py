@@ -181,10 +181,10 @@ def _capture_and_import(plan: DemoPlan, data_dir: Path, console: Console) -> tup
 
 def publish_summary_artifact(report: DemoReport) -> None:
     """The summary as a Markdown artifact `midas-demo-summary-<venue>` in the Prefect UI."""
-    from prefect.artifacts import create_markdown_artifact
+    from midas.demo.flow import publish_demo_summary
 
-    create_markdown_artifact(report_markdown(report), key=f"midas-demo-summary-{report.venue}",
-                             description=f"MIDAS demo summary: {report.venue} {', '.join(report.symbols)}")
+    publish_demo_summary(report_markdown(report), report.venue,
+                         f"MIDAS demo summary: {report.venue} {', '.join(report.symbols)}")
 
 
 def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True,

@@ -98,14 +98,17 @@ def prefect_api(console: Console) -> Iterator[str]:
 
 
 def _flush_prefect_logs() -> None:
-    """Send the flow runs' queued log lines before the server goes away (else Prefect prints
-    "Error logging to API" at exit)."""
+    """Send the flow runs' queued log lines and events before the server goes away (else Prefect
+    prints "Error logging to API" or "Still processing items" at exit)."""
+    from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    try:
-        APILogWorker.drain_all(timeout=5)
-    except Exception as e:   # a log line lost at exit must not turn a finished demo into a failure
-        log_kv(logger, "could not flush Prefect's run logs", logging.WARNING, error=e)
+    for worker in (APILogWorker, EventsWorker):
+        try:
+            worker.drain_all(timeout=5)
+        except Exception as e:   # a log line lost at exit must not turn a finished demo into a failure
+            log_kv(logger, "could not flush Prefect's queued run logs or events", logging.WARNING,
+                   worker=worker.__name__, error=e)
 
 
 class InterruptWatch:

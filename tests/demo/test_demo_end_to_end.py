@@ -103,6 +103,7 @@ def test_demo_short_run(tmp_path, repo_root):
         artifacts = db.execute("SELECT key, data FROM artifact WHERE key IS NOT NULL ORDER BY key").fetchall()
     finally:
         db.close()
-    assert runs == [("midas-collect", "COMPLETED"), ("midas-demo-hours", "COMPLETED")]
+    assert runs == [("midas-collect", "COMPLETED"), ("midas-demo-hours", "COMPLETED"),
+                    ("midas-demo-summary", "COMPLETED")]
     assert [k for k, _ in artifacts] == ["midas-demo-hours", "midas-demo-summary-binance-futures"]
     assert f"| messages recorded | {total:,} |" in artifacts[1][1]
