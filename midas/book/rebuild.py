@@ -109,6 +109,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
     local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
     local_ts_of = _LOCAL_TS.search
     depth_records = trade_records = 0
+    skew_reported = False
     for batch in batches:
         for index, line_no, line in batch:
             feed = machine_on and (index > machine_first or (index == machine_first
@@ -147,6 +148,14 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                     check_identity(rec, venue, symbol)
                     t = parse_trade(rec, futures)
                     trade_records += 1
+                    local_ts = rec.get("local_ts")
+                    if (not skew_reported and type(local_ts) is int
+                            and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
+                        skew_reported = True
+                        out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
+                                    f"{(local_ts - t.ts) / 1e6:+.0f} s (more than "
+                                    f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
+                                    "edges may be missed; fix the recorder's clock (NTP)")
                     if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
                         if t.trade_id in trades:
                             out.count("duplicate_trades")

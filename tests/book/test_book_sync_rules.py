@@ -163,3 +163,19 @@ def test_snapshot_written_before_the_new_connections_first_diff_resyncs_at_once(
                          _row(1400, [(50.0, 3.0)], [(51.0, 6.0)], 180, 0, depth=1)]
     assert t["gaps"] == [_gap(1000, 1000, "no_snapshot", None, 110),
                          _gap(1000, 1300, "disconnected", 110, 170)]
+
+
+def test_a_recorder_clock_far_off_is_reported(tmp_path):
+    v = "binance"
+    items = [g.trade(v, B + 1000, 7, "10.5", "0.25", False, local_ms=B + 1000 - 20 * 60_000),
+             g.trade(v, B + 2000, 8, "10.6", "0.5", True, local_ms=B + 2000 - 20 * 60_000)]
+    path = g.write_raw(tmp_path, v, datetime(2023, 12, 31, 23, tzinfo=timezone.utc), items)
+    s = load_settings(env_file=None, data_dir=tmp_path, venue=v)
+    r = rebuild_hour(s, v, "BTCUSDT", HOUR)
+    assert r.problems == [f"{path}:1: the recorder's clock is off the exchange's by -1200 s (more than "
+                          "10 min): trades near the hour's edges may be missed; fix the recorder's "
+                          "clock (NTP)"]
+    trades = pq.read_table(r.paths["trades"]).to_pylist()
+    assert trades == [
+        {"ts": (B + 1000) * 1000, "trade_id": 7, "price": 10.5, "qty": 0.25, "is_buyer_maker": False, "trade_type": None},
+        {"ts": (B + 2000) * 1000, "trade_id": 8, "price": 10.6, "qty": 0.5, "is_buyer_maker": True, "trade_type": None}]
