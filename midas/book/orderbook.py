@@ -42,21 +42,14 @@ class OrderBook:
         depth = self.depth
         if bids:
             prices = self._bid_prices
-            if not self.top_changed:
-                threshold = prices[-depth] if len(prices) >= depth else -1
-                for p, _ in bids:
-                    if p >= threshold:
-                        self.top_changed = True
-                        break
+            # (max/min of (price, size) tuples compare prices first, in C)
+            if not self.top_changed and (len(prices) < depth or max(bids)[0] >= prices[-depth]):
+                self.top_changed = True
             _apply_side(self.bids, prices, bids)
         if asks:
             prices = self._ask_prices
-            if not self.top_changed:
-                threshold = prices[depth - 1] if len(prices) >= depth else None
-                for p, _ in asks:
-                    if threshold is None or p <= threshold:
-                        self.top_changed = True
-                        break
+            if not self.top_changed and (len(prices) < depth or min(asks)[0] <= prices[depth - 1]):
+                self.top_changed = True
             _apply_side(self.asks, prices, asks)
 
     # Questions ------------------------------------------------------------------------------------

@@ -108,7 +108,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
     local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
     local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
     local_ts_of = _LOCAL_TS.search
-    depth_records = trade_records = 0
+    depth_records = trade_records = tickers = 0
     skew_reported = False
     for batch in batches:
         for index, line_no, line in batch:
@@ -131,6 +131,9 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                             break
                         if not local_lo <= local_ts < local_hi:
                             continue
+            if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
+                tickers += 1
+                continue
             where = spans[index].path
             try:
                 rec = orjson.loads(line)
@@ -190,6 +193,8 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
             break
     out.count("depth_records", depth_records)
     out.count("trade_records", trade_records)
+    if tickers:
+        out.count("book_ticker_records", tickers)
     for p in batches.problems:
         out.problem(str(p))
     return out
