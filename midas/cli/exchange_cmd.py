@@ -56,6 +56,8 @@ def exchange(
         raise ConfigError("--replay needs at least one recording file, e.g. --replay data.txt.gz")
     if files and not replay:
         raise ConfigError(f"{files[0]} given without --replay: add --replay to serve recordings")
+    if replay and symbols:
+        raise ConfigError("--symbols does not apply to --replay: the recordings' symbols are served")
     try:
         faults = Faults(
             disconnect_every_secs=disconnect_every_secs, drop_diffs=drop_diffs,

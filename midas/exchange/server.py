@@ -42,6 +42,9 @@ from midas.venues import FUTURES, get_venue
 
 log = logging.getLogger("midas.exchange")
 
+# How long Binance waits for the pong to its ping before dropping the connection.
+PONG_TIMEOUT_SECS = {"binance": 60.0, "binance-futures": 600.0}
+
 
 @dataclass
 class ExchangeConfig:
@@ -59,7 +62,7 @@ class ExchangeConfig:
     truth_depth: int = 10
     grid_ms: int = 100
     ping_interval_secs: float | None = None      # None: the venue's (spot 20 s, futures 180 s)
-    pong_timeout_secs: float = 60.0
+    pong_timeout_secs: float | None = None       # None: spot 60 s, futures 600 s (Binance's)
     weight_budget: int | None = None              # None: the venue's per-minute budget
     message_limit: int | None = None              # None: the venue's client messages per second
     levels_per_side: int = 2500
@@ -138,9 +141,12 @@ class ExchangeServer:
         ping = self.cfg.ping_interval_secs
         if ping is None:
             ping = self.spec.server_ping_interval_secs
+        pong = self.cfg.pong_timeout_secs
+        if pong is None:
+            pong = PONG_TIMEOUT_SECS[self.venue]
         self._server = await serve(
             self._handle_ws, self.cfg.host, self.cfg.port, process_request=self._process_request,
-            ping_interval=ping or None, ping_timeout=self.cfg.pong_timeout_secs,
+            ping_interval=ping or None, ping_timeout=pong,
             max_size=1 << 20, write_limit=1 << 20, compression=None,   # Binance does not deflate
             logger=logging.getLogger("midas.exchange.ws"))
         self.port = self._server.sockets[0].getsockname()[1]

@@ -11,7 +11,7 @@ import pytest
 
 from midas.cli import main
 from midas.errors import DataError
-from midas.exchange import LocalExchange
+from midas.exchange import Faults, LocalExchange
 from midas.exchange.replay import load_recordings
 
 
@@ -84,6 +84,8 @@ def test_cli_errors_and_help(capsys, tmp_path):
     assert "drop_diffs=-1 must not be negative" in capsys.readouterr().err
     assert main(["exchange", str(tmp_path / "x.txt")]) == 2
     assert "given without --replay" in capsys.readouterr().err
+    assert main(["exchange", "--replay", str(tmp_path / "x.txt"), "--symbols", "ETHUSDT"]) == 2
+    assert "--symbols does not apply to --replay" in capsys.readouterr().err
     assert main(["exchange", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--drop-diffs", "--stall-secs", "--rest-fail-first", "--truth-dir", "--speed",
@@ -107,3 +109,22 @@ def test_replay_switching_combined_off_mid_stream_keeps_every_message(recordings
     assert before == envelopes[: len(before)]
     assert [json.loads(f) for f in after] == [json.loads(e)["data"] for e in envelopes[len(before):]]
     assert len(before) >= 3 and len(after) >= 1
+
+
+def test_faults_apply_to_replay_too(recordings, tmp_path, stream_client):
+    lines, span = _head(recordings["binance-futures"], 1.5)
+    plain = tmp_path / "futures-head.txt"
+    plain.write_text("".join(lines))
+    recorded = [json.loads(line.split(" ", 1)[1])["data"] for line in lines if "@depth" in line]
+    # one drop window, 1 s into the connection (the next would open at 2 s, after the last diff)
+    with LocalExchange(replay=plain, speed=1.0, faults=Faults(drop_diffs=2, drop_every_secs=1.0)) as ex:
+        client = stream_client(f"{ex.ws_url}/ws/btcusdt@depth@0ms")
+        client.wait_for(lambda: client.frames and json.loads(client.frames[-1])["u"] == recorded[-1]["u"],
+                        what="the last recorded diff")
+    got = [json.loads(f) for f in client.frames]
+    breaks = [(a, b) for a, b in zip(got, got[1:]) if b["pu"] != a["u"]]
+    assert len(breaks) == 1 and len(recorded) - len(got) == 2
+    a, b = breaks[0]
+    i = next(k for k, d in enumerate(recorded) if d["u"] == a["u"])
+    assert recorded[i + 3] == b                      # exactly two recorded diffs are missing
+    assert [d for d in recorded if d not in (recorded[i + 1], recorded[i + 2])] == got
