@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from midas.collector.backoff import Backoff
 from midas.errors import CollectorError
@@ -151,6 +151,9 @@ class ConnectionSupervisor:
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
                 if isinstance(e, InvalidURI):
                     raise CollectorError(f"WS_URL gives an invalid WebSocket URL {self.url!r}: {e}") from e
+                refused = _refused(e)
+                if refused:
+                    raise CollectorError(refused) from e
                 if self.backoff.exhausted():
                     raise CollectorError(
                         f"cannot connect to {self.url}: {e}; gave up after {self.backoff.attempts} "
@@ -275,6 +278,18 @@ class ConnectionIds:
     def next(self) -> int:
         self._n += 1
         return self._n
+
+
+def _refused(err: Exception) -> str | None:
+    """A handshake refused for good (HTTP 4xx other than 429): retrying cannot help."""
+    if not isinstance(err, InvalidStatus):
+        return None
+    status = err.response.status_code
+    if status < 400 or status >= 500 or status == 429:
+        return None
+    body = bytes(err.response.body or b"")[:300].decode("utf-8", "replace")
+    return (f"the exchange refused the stream subscription: HTTP {status} {body} "
+            f"(check SYMBOLS and STREAMS)")
 
 
 def _closed_reason(ws: ClientConnection, err: ConnectionClosed | None = None) -> str:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 import zstandard
 
 from midas.exchange import LocalExchange
@@ -98,7 +99,8 @@ def test_sigkill_then_restart_salvages_every_flushed_record(tmp_path, coll):
         assert len(got) >= 15
 
 
-def test_sigterm_finalizes_every_file_within_5_seconds(tmp_path, coll):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_finalize_every_file_within_5_seconds(tmp_path, coll, sig):
     data = tmp_path / "data"
     with LocalExchange(venue=VENUE, symbols=SYMBOLS, seed=4, truth_dir=tmp_path / "truth") as ex:
         proc = _start(ex, data)
@@ -106,7 +108,7 @@ def test_sigterm_finalizes_every_file_within_5_seconds(tmp_path, coll):
             _wait(lambda: len(_partials(data)) == 2 and all(len(_lines(p)[0]) >= 10 for p in _partials(data)),
                   60, "both .partial files to hold 10 flushed records")
             sent_at = time.monotonic()
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(sig)
             out, _ = proc.communicate(timeout=30)
             took = time.monotonic() - sent_at
         finally:
@@ -114,7 +116,7 @@ def test_sigterm_finalizes_every_file_within_5_seconds(tmp_path, coll):
                 proc.kill()
     assert proc.returncode == 0, out
     assert took < 5.0, took
-    assert "signal received, finalizing files signal=SIGTERM" in out
+    assert f"signal received, finalizing files signal={sig.name}" in out
     assert _partials(data) == []
     assert list(data.rglob("*.partial")) == []
     sent = coll.sent_records(tmp_path / "truth", VENUE)

@@ -3,6 +3,7 @@ trade-only collection, giving up after MAX_RECONNECT_ATTEMPTS, stream groups."""
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import socket
@@ -11,7 +12,7 @@ import pytest
 
 from midas.collector import CollectorOptions, plan_groups, run_collector
 from midas.config import load_settings
-from midas.errors import CollectorError
+from midas.errors import CollectorError, ExchangeError
 from midas.exchange import LocalExchange
 from midas.layout import list_raw_files
 
@@ -148,3 +149,34 @@ def test_gives_up_after_max_reconnect_attempts(tmp_path):
                                      "btcusdt@trade: ")
     assert str(err.value).endswith("gave up after 3 attempts (MAX_RECONNECT_ATTEMPTS)")
     assert list((tmp_path / "data").rglob("*.zst*")) == []
+
+
+def test_an_unknown_symbol_stops_with_the_exchanges_answer(tmp_path):
+    with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=2) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=["BTCUSDT", "NOPEUSDT"])
+        with pytest.raises(CollectorError) as err:
+            run_collector(settings, duration=30, handle_signals=False)
+    assert str(err.value) == (
+        'the exchange refused the stream subscription: HTTP 400 {"code":-1121,"msg":"unknown symbol in '
+        "stream 'nopeusdt@depth@100ms': this exchange serves btcusdt\"} (check SYMBOLS and STREAMS)")
+    assert list((tmp_path / "data").rglob("*.zst*")) == []
+
+
+def test_a_symbol_refused_by_rest_stops_with_the_exchanges_answer(tmp_path):
+    # REST knows only what the exchange simulates; the streams of a known symbol are fine.
+    with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=2) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=["BTCUSDT"],
+                                 snapshot_depth_limit=1000)
+        from midas.collector.service import Collector
+        collector = Collector(settings)
+        collector.client.depth_limit = 7          # not a futures limit: the exchange answers -1130
+        with pytest.raises(ExchangeError) as err:
+            asyncio.run(collector.run(30, asyncio.Event()))
+    assert str(err.value).startswith("depth snapshot of BTCUSDT on binance-futures refused: HTTP 400 "
+                                     '{"code":-1130,')
+    files = list_raw_files(tmp_path / "data", VENUE, "BTCUSDT")
+    assert list((tmp_path / "data").rglob("*.partial")) == []
+    assert len(files) == 1
+    assert files[0].name.startswith("BTCUSDT_")
