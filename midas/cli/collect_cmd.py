@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Optional
 
@@ -35,11 +36,16 @@ def collect(
     second, bytes, gaps, reconnects and receive lag per symbol. Ctrl-C or SIGTERM finalizes every
     file within seconds; files left by a crash (`.partial`) are salvaged at the next start."""
     from midas.collector import run_collector
+    from midas.logs import setup_logging
     from midas.collector.service import CollectorOptions
 
     settings = settings_from_options(
         symbols=symbols, venue=venue, streams=streams, data_dir=data_dir, ws_url=ws_url,
         rest_url=rest_url, file_rotation_hours=rotation_hours, file_rotation_gb=rotation_gb)
+    if settings.log_dir is not None:
+        # Also keep the collector's log (health lines, gaps, reconnects) in rotated files.
+        level = logging.getLevelName(logging.getLogger("midas").getEffectiveLevel())
+        setup_logging(level, settings.log_dir, "collector")
     summary = run_collector(settings, duration=duration,
                             options=CollectorOptions(health_interval_secs=health_every))
     table = Table(title=f"collected ({settings.venue}, {summary.seconds:.1f} s)")

@@ -20,9 +20,10 @@ SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 VENUE = "binance-futures"
 
 
-def _start(ex, data_dir, *extra):
+def _start(ex, data_dir, *extra, **env_extra):
     env = {k: v for k, v in os.environ.items()}
     env.update(FLUSH_INTERVAL_SECS="0.2", RECONNECT_DELAY_SECS="0.2", PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    env.update(env_extra)
     cmd = [sys.executable, "-m", "midas.cli", "collect", "--venue", VENUE, "--symbols", ",".join(SYMBOLS),
            "--data-dir", str(data_dir), "--ws-url", ex.ws_url, "--rest-url", ex.rest_url, *extra]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -103,7 +104,7 @@ def test_sigkill_then_restart_salvages_every_flushed_record(tmp_path, coll):
 def test_sigterm_and_sigint_finalize_every_file_within_5_seconds(tmp_path, coll, sig):
     data = tmp_path / "data"
     with LocalExchange(venue=VENUE, symbols=SYMBOLS, seed=4, truth_dir=tmp_path / "truth") as ex:
-        proc = _start(ex, data)
+        proc = _start(ex, data, LOG_DIR=str(tmp_path / "logs"))
         try:
             _wait(lambda: len(_partials(data)) == 2 and all(len(_lines(p)[0]) >= 10 for p in _partials(data)),
                   60, "both .partial files to hold 10 flushed records")
@@ -117,6 +118,9 @@ def test_sigterm_and_sigint_finalize_every_file_within_5_seconds(tmp_path, coll,
     assert proc.returncode == 0, out
     assert took < 5.0, took
     assert f"signal received, finalizing files signal={sig.name}" in out
+    log_file = (tmp_path / "logs" / "collector" / "collector.log").read_text()
+    assert "collector starting venue=binance-futures symbols=2 connections=1" in log_file
+    assert f"signal received, finalizing files signal={sig.name}" in log_file
     assert _partials(data) == []
     assert list(data.rglob("*.partial")) == []
     sent = coll.sent_records(tmp_path / "truth", VENUE)
