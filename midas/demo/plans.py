@@ -14,6 +14,7 @@ from midas.errors import DataError
 
 SIMULATED_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SIMULATED_VENUE = "binance-futures"
+FIRST_SEED = 7
 DEMO_ROTATION_HOURS = 0.01          # 36 s: a 2-minute demo rotates its files three times
 DEMO_QUERIES = (("minute_bars", "per symbol and minute: midprice, spread and imbalance"),
                 ("ofi_predicts_next_move", "does order-flow imbalance predict the next midprice move?"),
@@ -55,21 +56,59 @@ class DemoOptions:
 def simulated_faults(seconds: float):
     """One sequence gap, then one disconnect, whatever the demo's length.
 
-    Diffs are dropped when the first connection is 45 % of the run old; every connection is dropped
-    at 60 % of the run (timed from the exchange's start). The reconnected connection would drop
-    diffs again only at 60 % + 45 % > 100 % of the run, so each fault happens exactly once.
+    Diffs are dropped when a connection is half the run old; every connection is dropped at 80 % of
+    the run, timed from the exchange's start. The collector connects a few seconds (`lag`) after the
+    exchange starts, so its first connection drops diffs at lag + 50 % (before the disconnect while
+    lag < 30 % of the run), and the reconnected one would drop diffs only at 80 % + 50 % of the run,
+    after the collection ends at 100 % + lag. A 20 s demo thus tolerates up to 6 s of start-up lag.
     """
     from midas.exchange import Faults
 
-    return Faults(drop_diffs=3, drop_every_secs=round(0.45 * seconds, 2),
-                  disconnect_every_secs=round(0.6 * seconds, 2))
+    return Faults(drop_diffs=3, drop_every_secs=round(0.5 * seconds, 2),
+                  disconnect_every_secs=round(0.8 * seconds, 2))
 
 
-def simulated_plan(seconds: float, symbols: tuple[str, ...] = SIMULATED_SYMBOLS) -> DemoPlan:
+def simulated_plan(seconds: float, symbols: tuple[str, ...] = SIMULATED_SYMBOLS, seed: int = FIRST_SEED) -> DemoPlan:
     return DemoPlan(label=f"simulated {SIMULATED_VENUE} market", venue=SIMULATED_VENUE, symbols=list(symbols),
                     collect_seconds=seconds,
-                    exchange={"venue": SIMULATED_VENUE, "symbols": list(symbols), "seed": 7,
+                    exchange={"venue": SIMULATED_VENUE, "symbols": list(symbols), "seed": seed,
                               "faults": simulated_faults(seconds)})
+
+
+def highest_ids(data_dir: Path, venue: str, symbol: str) -> tuple[int, int]:
+    """The highest book update id and trade id in a symbol's raw files (0 when there are none)."""
+    from midas.layout import list_raw_files
+    from midas.raw import RawFileReader
+
+    update_id = trade_id = 0
+    for path in list_raw_files(data_dir, venue, symbol):
+        for _, rec in RawFileReader(path).iter_records():
+            kind = rec.get("type")
+            if kind in ("depth", "snapshot") and isinstance(rec.get("last_update_id"), int):
+                update_id = max(update_id, rec["last_update_id"])
+            elif kind == "trade" and isinstance(rec.get("trade_id"), int):
+                trade_id = max(trade_id, rec["trade_id"])
+    return update_id, trade_id
+
+
+def continuing_seed(data_dir: Path, venue: str, symbols: list[str], first: int = FIRST_SEED,
+                    tries: int = 10_000) -> int:
+    """A market seed whose update and trade ids start above every id already recorded.
+
+    Binance's ids only grow; the simulated market draws its first ids from its seed. A `--continue`
+    run with the first run's seed would replay the same ids, and the rebuild would rightly take the
+    new diffs for duplicates of old ones (and drop the trades as duplicates). So the next seed whose
+    markets start above the recorded ids is used.
+    """
+    from midas.exchange import SymbolMarket
+
+    highs = {s: highest_ids(data_dir, venue, s) for s in symbols}
+    for seed in range(first, first + tries):
+        markets = [SymbolMarket(s, venue, seed, levels_per_side=1) for s in symbols]
+        if all(m.last_update_id > highs[m.symbol][0] and m.next_trade_id > highs[m.symbol][1] for m in markets):
+            return seed
+    raise DataError(f"no simulated market seed from {first} to {first + tries - 1} starts above the ids "
+                    f"already recorded in {data_dir}: start the demo with --fresh")
 
 
 def recording_span_seconds(path: Path) -> float:

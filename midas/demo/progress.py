@@ -22,6 +22,11 @@ class RawProgress:
     partial_files: int    # files being written
     bytes: int
 
+    def since(self, earlier: "RawProgress") -> "RawProgress":
+        """What was written after `earlier` (files being written are counted as they are now)."""
+        return RawProgress(self.records - earlier.records, self.final_files - earlier.final_files,
+                           self.partial_files, self.bytes - earlier.bytes)
+
     def line(self) -> str:
         from midas.doctor import format_bytes
 

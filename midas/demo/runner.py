@@ -20,8 +20,9 @@ from rich.console import Console
 
 from midas.config import Settings, load_settings
 from midas.demo.datadir import prepare_data_dir
-from midas.demo.plans import (CAPTURE_DIR, DEMO_QUERIES, DEMO_ROTATION_HOURS, DemoOptions, DemoPlan, real_plans,
-                              recorded_counts, simulated_plan)
+from midas.demo.plans import (CAPTURE_DIR, DEMO_QUERIES, DEMO_ROTATION_HOURS, FIRST_SEED, SIMULATED_SYMBOLS,
+                              SIMULATED_VENUE, DemoOptions, DemoPlan, continuing_seed, real_plans, recorded_counts,
+                              simulated_plan)
 from midas.demo.progress import RawWatcher
 from midas.demo.session import InterruptWatch, demo_settings_environment, live_progress, prefect_api, quiet_logs
 from midas.demo.summary import (DemoReport, QueryResult, StageTiming, build_report, raw_file_counts,
@@ -37,17 +38,18 @@ __all__ = ["DemoOptions", "DemoPlan", "InterruptWatch", "run_demo", "run_plan", 
 # One plan ---------------------------------------------------------------------------------------
 
 def _collect(plan: DemoPlan, data_dir: Path, console: Console) -> tuple[float, int]:
-    """Run the exchange and the Prefect collection flow; (collector seconds, health reports)."""
+    """Run the exchange and the Prefect collection flow: (collector seconds, records this run wrote)."""
     from flows.collect import collect
     from midas.exchange import LocalExchange
 
+    watcher = RawWatcher(data_dir, plan.venue, plan.symbols)
+    before = watcher.poll()                 # with --continue, what earlier runs wrote
     with LocalExchange(subprocess=True, **plan.exchange) as ex:
         console.print(f"exchange: {plan.label} at {ex.ws_url}")
-        watcher = RawWatcher(data_dir, plan.venue, plan.symbols)
         started = time.monotonic()
 
         def poll() -> tuple[float, str]:
-            return time.monotonic() - started, watcher.poll().line()
+            return time.monotonic() - started, watcher.poll().since(before).line()
 
         with live_progress(console, f"collecting {','.join(plan.symbols)}", plan.collect_seconds, poll):
             state = collect(duration_seconds=plan.collect_seconds, symbols=plan.symbols,
@@ -57,9 +59,10 @@ def _collect(plan: DemoPlan, data_dir: Path, console: Console) -> tuple[float, i
     if not state.is_completed():
         raise CollectorError(f"the collection flow ended {state.name}: {state.message}")
     run = state.result()
+    written = watcher.poll().since(before)
     console.print(f"collection flow run {state.state_details.flow_run_id}: {state.name}, "
-                  f"collector exit code {run.exit_code}, {run.seconds:.1f} s")
-    return run.seconds, run.health_reports
+                  f"collector exit code {run.exit_code}, {run.seconds:.1f} s, {written.records:,} records")
+    return run.seconds, written.records
 
 
 def hours_to_process(settings: Settings) -> list[tuple[str, datetime]]:
@@ -91,14 +94,15 @@ def _process(settings: Settings, keys: list[tuple[str, datetime]], console: Cons
     return state.result()
 
 
-def _stage_timings(collect_seconds: float, messages: int, summaries: list[Any],
-                   catalog_seconds: float, catalog_partitions: int) -> list[StageTiming]:
+def _batch_stage_timings(summaries: list[Any], catalog_seconds: float, catalog_partitions: int
+                         ) -> list[StageTiming]:
+    """Rebuild, features and catalog registration summed over the hours, then the catalog rebuild."""
     stage_sec: dict[str, float] = {}
     for s in summaries:
         for name, sec in dict(s.stage_seconds).items():
             stage_sec[name] = stage_sec.get(name, 0.0) + float(sec)
     rows = {d: sum(dict(s.rows).get(d, 0) for s in summaries) for d in ("book", "trades", "features")}
-    timings = [StageTiming("collect", messages, "messages", collect_seconds)]
+    timings = []
     units = {"rebuild": (rows["book"] + rows["trades"], "book+trade rows"),
              "features": (rows["features"], "feature rows"),
              "catalog": (len(summaries), "symbol-hours")}
@@ -196,8 +200,8 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
     if plan.recording is not None:
         first_stages, collect_seconds = _capture_and_import(plan, data_dir, console)
     else:
-        collect_seconds, _ = _collect(plan, data_dir, console)
-        first_stages = []
+        collect_seconds, collected = _collect(plan, data_dir, console)
+        first_stages = [StageTiming("collect", collected, "messages", collect_seconds)]
     check = interrupts.check if interrupts is not None else (lambda: None)
     check()
     settings = load_settings(data_dir=data_dir, venue=plan.venue, symbols=plan.symbols)
@@ -212,10 +216,8 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
     report = build_report(inv, venue=plan.venue, symbols=plan.symbols, collect_seconds=collect_seconds,
                           hours=[(s.symbol, s.hour, dict(s.rows).get("features", 0)) for s in summaries],
                           stages=[])
-    report.stages = _stage_timings(collect_seconds, report.total_messages, summaries, catalog_seconds,
-                                   catalog.partitions)
-    if first_stages:     # real data: the capture and the import replace the simulated collection
-        report.stages = first_stages + report.stages[1:]
+    # the collection counts this run's records (with --continue the directory also holds earlier runs')
+    report.stages = first_stages + _batch_stage_timings(summaries, catalog_seconds, catalog.partitions)
     if charts:
         report.charts = draw_charts(settings, summaries)
     publish_summary_artifact(report)
@@ -227,8 +229,12 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
 def run_demo(options: DemoOptions, console: Console) -> list[DemoReport]:
     """Run every plan of the demo and print each one's summary. Returns the reports."""
     data_dir = Path(options.data_dir)
-    plans = real_plans(options.recordings_dir, options.speed) if options.real else [simulated_plan(options.seconds)]
     removed = prepare_data_dir(data_dir, options.fresh)
+    if options.real:
+        plans = real_plans(options.recordings_dir, options.speed)
+    else:
+        seed = FIRST_SEED if options.fresh else continuing_seed(data_dir, SIMULATED_VENUE, list(SIMULATED_SYMBOLS))
+        plans = [simulated_plan(options.seconds, seed=seed)]
     console.print(f"data directory: {data_dir.resolve()}" + (
         f" (removed the previous demo's {', '.join(p.name for p in removed)})" if removed else ""))
     environment = {"FILE_ROTATION_HOURS": str(DEMO_ROTATION_HOURS), "RECONNECT_DELAY_SECS": "1",
