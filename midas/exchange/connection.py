@@ -310,4 +310,5 @@ class Connection:
                 pass
             if truth is not None:
                 truth.connection(self.id, "close", self.path, time.time_ns())
+                truth.close_file(f"sent/{self.id}.jsonl")      # no file handle per closed connection
             log_kv(log, "connection closed", connection=self.id, code=self.ws.close_code)

@@ -15,15 +15,15 @@ What a step contains (the issue's list):
   `pu` is the previous event's `u`, so a client using the spot rule on futures sees false gaps.
 
 Pure: no I/O, no clock. Prices are integers in ticks and quantities integers in lots; the payload
-strings come from `Instrument.price`/`Instrument.qty`.
+strings come from `Instrument.price`/`Instrument.qty` (cached per symbol).
 """
 
 from __future__ import annotations
 
 import bisect
 import random
-from math import log as _log
 from dataclasses import dataclass
+from math import log as _log
 
 from midas.exchange.instruments import Instrument, instrument
 from midas.venues import FUTURES
@@ -124,13 +124,6 @@ class SymbolMarket:
     def _top(self) -> tuple:
         bb, ba = self.best_bid(), self.best_ask()
         return (bb, self.bids.get(bb), ba, self.asks.get(ba))
-
-    def _price_at(self, is_bid: bool, index: int) -> int | None:
-        """The price of the `index`-th level from the top (0 = best), or None."""
-        prices = self.bid_prices if is_bid else self.ask_prices
-        if index >= len(prices):
-            return None
-        return prices[-1 - index] if is_bid else prices[index]
 
     def price_str(self, ticks: int) -> str:
         text = self._price_cache.get(ticks)

@@ -186,7 +186,10 @@ class StreamClient:
             finally:
                 self.closed.set()
 
-        self._loop.run_until_complete(main())
+        try:
+            self._loop.run_until_complete(main())
+        finally:
+            self._loop.close()
 
     def send(self, obj) -> bool:
         """Send a text (or bytes, or JSON of an object); False if the connection closed meanwhile."""

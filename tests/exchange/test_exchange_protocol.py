@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import struct
+import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
@@ -242,3 +243,22 @@ def test_subprocess_mode_serves_and_writes_truth(tmp_path, stream_client, get):
     sent = read_sent_messages(tmp_path)
     assert sent[1] == client.frames
     assert [c["event"] for c in read_connections(tmp_path)] == ["open", "close"]
+
+
+def test_truth_keeps_no_file_open_per_closed_connection(tmp_path, stream_client):
+    with LocalExchange(venue="binance", symbols=["BTCUSDT"], truth_dir=tmp_path) as ex:
+        client = stream_client(f"{ex.ws_url}/ws/btcusdt@depth@100ms")
+        client.wait_for(lambda: len(client.frames) >= 1, what="a diff")
+        client.close()
+        open_before = len(os.listdir("/proc/self/fd"))
+        for _ in range(25):
+            c = stream_client(f"{ex.ws_url}/ws/btcusdt@depth@100ms")
+            c.wait_for(lambda: len(c.frames) >= 1, what="a diff")
+            c.close()
+        deadline = time.monotonic() + 30
+        while sum(e["event"] == "close" for e in read_connections(tmp_path)) < 26:
+            assert time.monotonic() < deadline, "the exchange did not record 26 closed connections"
+            time.sleep(0.05)
+        open_after = len(os.listdir("/proc/self/fd"))
+    assert open_after - open_before <= 2
+    assert sorted(read_sent_messages(tmp_path)) == list(range(1, 27))
