@@ -24,7 +24,7 @@ from midas.layout import _inside, check_symbol, check_venue, format_hour, parse_
 from midas.logs import log_kv
 
 log = logging.getLogger("midas.book")
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
@@ -37,6 +37,7 @@ class Checkpoint:
     line: int                   # last line processed in the last of `files`
     carry_rows: list[list]      # rows of later hours found while finishing this one
     carry_gaps: list[list]      # gaps (closed) reaching into later hours
+    resume: list                # [file name, frame offset, lines before it]: where to start reading
 
 
 def checkpoint_path(data_dir: Path, venue: str, symbol: str, hour: datetime) -> Path:
@@ -51,7 +52,7 @@ def save_checkpoint(data_dir: Path, cp: Checkpoint) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = {"version": FORMAT_VERSION, "venue": cp.venue, "symbol": cp.symbol,
             "hour": format_hour(cp.hour), "state": cp.state, "files": cp.files, "line": cp.line,
-            "carry_rows": cp.carry_rows, "carry_gaps": cp.carry_gaps}
+            "carry_rows": cp.carry_rows, "carry_gaps": cp.carry_gaps, "resume": cp.resume}
     tmp = path.with_name(path.name + f".tmp-{os.getpid()}-{threading.get_ident()}")
     tmp.write_bytes(orjson.dumps(body))
     os.replace(tmp, path)
@@ -63,9 +64,10 @@ def remove_checkpoint(data_dir: Path, venue: str, symbol: str, hour: datetime) -
 
 
 def load_checkpoint(data_dir: Path, venue: str, symbol: str, hour: datetime, spans: list[RawSpan],
-                    depth: int, interval_us: int) -> tuple[Checkpoint, int] | None:
-    """The checkpoint at the end of `hour` and the index in `spans` of its position's file, or None
-    when there is none or it no longer fits the raw files or the settings (then: replay)."""
+                    depth: int, interval_us: int) -> tuple[Checkpoint, int, tuple[int, int, int]] | None:
+    """The checkpoint at the end of `hour`, the index in `spans` of its position's file and where
+    to start reading (file index, frame offset, lines before it), or None when there is none or
+    it no longer fits the raw files or the settings (then: replay)."""
     path = checkpoint_path(data_dir, venue, symbol, hour)
     if not path.is_file():
         return None
@@ -84,13 +86,17 @@ def load_checkpoint(data_dir: Path, venue: str, symbol: str, hour: datetime, spa
                     ok = False
                     break
                 index = i
+        resume_name, resume_offset, resume_line = body["resume"]
+        resume_index = names.get(resume_name)
+        if resume_index is None or index is None or resume_index > index:
+            ok = False
         if not ok or index is None:
             log_kv(log, "checkpoint does not fit the raw files or settings; replaying instead",
                    level=logging.WARNING, file=path)
             return None
         cp = Checkpoint(venue, symbol, parse_hour(body["hour"]), state, body["files"], body["line"],
-                        body["carry_rows"], body["carry_gaps"])
-        return cp, index
+                        body["carry_rows"], body["carry_gaps"], body["resume"])
+        return cp, index, (resume_index, resume_offset, resume_line)
     except (OSError, ValueError, KeyError, TypeError) as e:
         log_kv(log, "checkpoint unreadable; replaying instead", level=logging.WARNING, file=path,
                error=e)

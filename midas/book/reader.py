@@ -2,9 +2,12 @@
 
 Files are cut by the local clock, rows are partitioned by exchange time, so the rebuild of one
 exchange-time hour reads a run of consecutive files. `RawSpan` says which local-time interval each
-file covers (from its name to the next file's), `iter_line_batches` yields `(file index, line
-number, line bytes)` from a starting position on, and collects every read problem (torn tail,
-corrupt zstd data) with its file and line.
+file covers (from its name to the next file's). `LineBatches` yields `(file index, line number,
+line bytes, frame offset, lines before the frame)` from a starting point on: the last two name the
+zstd frame the line is in, so a later run can start reading right there (`start_offset`,
+`start_line`) instead of decompressing the file from its beginning. Damage is handled like
+midas.raw.RawFileReader: corrupt data ends the file (what came before is kept), a torn last frame
+keeps its complete lines, a torn last line is dropped; each becomes a ReadProblem with file and line.
 """
 
 from __future__ import annotations
@@ -13,10 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+import zstandard
+
+from midas.errors import RawFileError
 from midas.layout import hour_start_us, list_raw_files, parse_raw_file_name
-from midas.raw import ReadProblem, RawFileReader
+from midas.raw import ReadProblem
 
 INFINITY = float("inf")
+_READ_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -37,33 +44,84 @@ def raw_spans(data_dir: Path, venue: str, symbol: str) -> list[RawSpan]:
     return spans
 
 
+def iter_file_lines(path: Path, problems: list[ReadProblem], start_offset: int = 0,
+                    start_line: int = 0) -> Iterator[tuple[int, bytes, int, int]]:
+    """(line number, line, frame offset, lines before that frame) of every complete line, from the
+    frame at compressed byte `start_offset` (which is preceded by `start_line` lines) on. The frame
+    given for a line is the last one that began on a line boundary at or before it."""
+    try:
+        fh = open(path, "rb")
+    except OSError as e:
+        raise RawFileError(f"{path}: cannot open raw file ({e.strerror})") from None
+    with fh:
+        fh.seek(start_offset)
+        new_dobj = zstandard.ZstdDecompressor().decompressobj
+        dobj = new_dobj()
+        in_frame = False
+        tail = b""
+        line_no = start_line
+        frame = (start_offset, start_line)    # resume point of the lines being produced
+        data_offset = start_offset
+        while True:
+            data = fh.read(_READ_CHUNK)
+            if not data:
+                break
+            while data:
+                try:
+                    out = dobj.decompress(data)
+                except zstandard.ZstdError as e:
+                    problems.append(ReadProblem(path, line_no + 1,
+                                                f"corrupt zstd data, rest of file dropped ({e})"))
+                    return
+                in_frame = True
+                if out:
+                    lines = (tail + out).split(b"\n")
+                    tail = lines.pop()
+                    f_off, f_line = frame
+                    for line in lines:
+                        line_no += 1
+                        if line:
+                            yield line_no, line, f_off, f_line
+                if dobj.eof:
+                    unused = dobj.unused_data
+                    data_offset += len(data) - len(unused)
+                    data = unused
+                    dobj = new_dobj()
+                    in_frame = False
+                    if not tail:
+                        frame = (data_offset, line_no)
+                else:
+                    data_offset += len(data)
+                    data = b""
+        if in_frame:
+            problems.append(ReadProblem(path, line_no + 1, "torn last zstd frame (file cut mid-frame)"))
+        if tail:
+            problems.append(ReadProblem(path, line_no + 1, "torn last line dropped (no newline)",
+                                        tail[:80].decode("utf-8", "replace")))
+
+
 @dataclass
 class LineBatches:
-    """Line batches from `spans[first]` on, skipping lines up to `after_line` of that first file."""
+    """Line batches from `spans[first]` (at `start_offset`, after `start_line` lines) on."""
 
     spans: list[RawSpan]
     first: int
-    after_line: int = 0
+    start_offset: int = 0
+    start_line: int = 0
     batch_size: int = 100_000
     problems: list[ReadProblem] = field(default_factory=list)
-    files_read: list[int] = field(default_factory=list)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, bytes]]]:
-        batch: list[tuple[int, int, bytes]] = []
+    def __iter__(self) -> Iterator[list[tuple[int, int, bytes, int, int]]]:
+        batch: list[tuple[int, int, bytes, int, int]] = []
         size = self.batch_size
         for index in range(self.first, len(self.spans)):
-            skip = self.after_line if index == self.first else 0
-            reader = RawFileReader(self.spans[index].path)
-            self.files_read.append(index)
-            try:
-                for line_no, line in reader.iter_lines():
-                    if line_no <= skip:
-                        continue
-                    batch.append((index, line_no, line))
-                    if len(batch) >= size:
-                        yield batch
-                        batch = []
-            finally:
-                self.problems.extend(reader.problems)
+            first = index == self.first
+            lines = iter_file_lines(self.spans[index].path, self.problems,
+                                    self.start_offset if first else 0, self.start_line if first else 0)
+            for line_no, line, f_off, f_line in lines:
+                batch.append((index, line_no, line, f_off, f_line))
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
         if batch:
             yield batch

@@ -73,6 +73,7 @@ class _Scan:
     counts: dict[str, int] = field(default_factory=dict)
     stop_index: int | None = None
     stop_line: int = 0
+    resume: tuple[int, int, int] | None = None
 
     def problem(self, text: str) -> None:
         self.problem_count += 1
@@ -92,14 +93,20 @@ def _book_done(machine: BookSync, end_us: int) -> bool:
 
 def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machine: BookSync,
           machine_first: int, machine_after: int, trade_first: int, trade_last: int,
-          trade_lo: int | None, trade_hi: int | None, stop_at: int | None) -> _Scan:
-    """One read in receive order. Lines after (machine_first, machine_after) feed the book machine
-    until it is done with stop_at; trades with T in [trade_lo, trade_hi) are collected from files
-    trade_first..trade_last (and from every line the machine reads)."""
+          trade_lo: int | None, trade_hi: int | None, stop_at: int | None,
+          start: tuple[int, int, int] | None = None) -> _Scan:
+    """One read in receive order, from `start` (file index, frame offset, lines before it) or the
+    first file needed. Lines after (machine_first, machine_after) feed the book machine until it is
+    done with stop_at; trades with T in [trade_lo, trade_hi) are collected from files up to
+    trade_last (and from every line the machine reads). `out.resume` is where the next hour's run
+    can start reading: the frame of the first line with local time >= stop_at - MAX_CLOCK_SKEW."""
     out = _Scan()
     futures = venue == "binance-futures"
-    first = min(machine_first, trade_first)
-    batches = LineBatches(spans, first, 0, batch_size)
+    if start is None:
+        start = (min(machine_first, trade_first), 0, 0)
+    batches = LineBatches(spans, start[0], start[1], start[2], batch_size)
+    resume_at = stop_at - MAX_CLOCK_SKEW_US if stop_at is not None else None
+    resume = None
     machine_on = True
     done = False
     trades = out.trades
@@ -111,7 +118,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
     depth_records = trade_records = tickers = 0
     skew_reported = False
     for batch in batches:
-        for index, line_no, line in batch:
+        for index, line_no, line, f_off, f_line in batch:
             feed = machine_on and (index > machine_first or (index == machine_first
                                                              and line_no > machine_after))
             if not feed:
@@ -129,6 +136,8 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                         if local_ts >= local_hi and not machine_on:
                             done = True
                             break
+                        if resume is None and resume_at is not None and local_ts >= resume_at:
+                            resume = (index, f_off, f_line)
                         if not local_lo <= local_ts < local_hi:
                             continue
             if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
@@ -146,6 +155,10 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                     out.problem(f"{where}:{line_no}: line is not a JSON object")
                 continue
             kind = rec.get("type")
+            if resume is None and resume_at is not None:
+                local_ts = rec.get("local_ts")
+                if type(local_ts) is int and local_ts >= resume_at:
+                    resume = (index, f_off, f_line)
             try:
                 if kind == "trade":
                     check_identity(rec, venue, symbol)
@@ -176,6 +189,7 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                     if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
                         machine_on = False
                         out.stop_index, out.stop_line = index, line_no
+                        out.resume = resume if resume is not None else (index, f_off, f_line)
                 elif kind == "snapshot":
                     check_identity(rec, venue, symbol)
                     machine.on_snapshot(parse_snapshot(rec))
@@ -243,8 +257,9 @@ def rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | s
     previous = load_checkpoint(data_dir, venue, symbol, hour - timedelta(hours=1), spans, depth, interval)
     carry_rows: list = []
     carry_gaps: list = []
+    read_from = None
     if previous is not None:
-        cp, index = previous
+        cp, index, read_from = previous
         machine = BookSync.from_state(venue, cp.state, emit_from=lo)
         machine_first, machine_after = index, cp.line
         carry_rows = [tuple(r) for r in cp.carry_rows]
@@ -255,7 +270,7 @@ def rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | s
         machine_first, machine_after = _replay_start(spans, lo), 0
         started_from = "replay"
     scan = _scan(spans, venue, symbol, settings.process_batch_size, machine, machine_first,
-                 machine_after, trade_span[0], trade_span[1], lo, hi, hi)
+                 machine_after, trade_span[0], trade_span[1], lo, hi, hi, read_from)
     complete = scan.stop_index is not None
     open_gap = None
     if complete:
@@ -279,11 +294,12 @@ def rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | s
 
     if complete:
         files = [[spans[i].path.name, spans[i].path.stat().st_size]
-                 for i in range(machine_first, scan.stop_index + 1)]
+                 for i in range(min(machine_first, scan.resume[0]), scan.stop_index + 1)]
+        resume = [spans[scan.resume[0]].path.name, scan.resume[1], scan.resume[2]]
         save_checkpoint(data_dir, Checkpoint(
             venue, symbol, hour, state, files, scan.stop_line,
             [list(r) for r in rows if r[0] >= hi],
-            [list(g) for g in carry_gaps + machine.gaps if g[1] > hi]))
+            [list(g) for g in carry_gaps + machine.gaps if g[1] > hi], resume))
     else:
         remove_checkpoint(data_dir, venue, symbol, hour)
 
