@@ -60,6 +60,9 @@ def _collect(plan: DemoPlan, data_dir: Path, console: Console) -> tuple[float, i
         raise CollectorError(f"the collection flow ended {state.name}: {state.message}")
     run = state.result()
     written = watcher.poll().since(before)
+    if written.records == 0:
+        raise CollectorError(f"the collector recorded nothing in {run.seconds:.0f} s from {plan.label}: "
+                             "run `midas demo --verbose` to see its log, and `midas doctor`")
     console.print(f"collection flow run {state.state_details.flow_run_id}: {state.name}, "
                   f"collector exit code {run.exit_code}, {run.seconds:.1f} s, {written.records:,} records")
     return run.seconds, written.records

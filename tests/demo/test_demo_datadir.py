@@ -59,3 +59,17 @@ def test_a_file_is_not_a_data_directory(tmp_path):
     f.write_text("x")
     with pytest.raises(ConfigError, match="exists and is not a directory"):
         prepare_data_dir(f, fresh=True)
+
+
+def test_demo_command_refuses_before_starting_anything(tmp_path, capsys):
+    from midas.cli import main
+
+    d = tmp_path / "data"
+    d.mkdir()
+    _fill(d)
+    assert main(["demo", "--data-dir", str(d)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: {d} holds MIDAS data that the demo did not write" in err
+    assert (d / "raw" / "binance-futures" / "f").is_file()
+    assert main(["demo", "--seconds", "0", "--data-dir", str(tmp_path / "new")]) == 2
+    assert "--seconds" in capsys.readouterr().err and not (tmp_path / "new").exists()
