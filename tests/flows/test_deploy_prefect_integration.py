@@ -54,19 +54,20 @@ def _healthy(api: str) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen, signals: list[int]) -> None:
-    for sig in signals:
+def _stop(proc: subprocess.Popen, signals: list[tuple[int, float]]) -> None:
+    """Send each signal in turn, waiting up to its seconds for the process to end; SIGKILL last."""
+    for sig, seconds in signals:
         if proc.poll() is not None:
             return
         os.kill(proc.pid, sig)
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=seconds)
             return
         except subprocess.TimeoutExpired:
             continue
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
+        proc.wait(timeout=30)
 
 
 def _prefect(*args: str) -> list[str]:
@@ -87,9 +88,9 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
     env.pop("PREFECT_PROFILES_PATH", None)
     logs = tmp_path / "logs"
     logs.mkdir()
-    started: list[tuple[subprocess.Popen, list[int]]] = []
+    started: list[tuple[subprocess.Popen, list[tuple[int, float]]]] = []
 
-    def start(name: str, cmd: list[str], stop_signals: list[int]) -> subprocess.Popen:
+    def start(name: str, cmd: list[str], stop_signals: list[tuple[int, float]]) -> subprocess.Popen:
         out = open(logs / f"{name}.log", "wb")
         proc = subprocess.Popen(cmd, cwd=repo_root, env=env, stdout=out, stderr=subprocess.STDOUT)
         started.append((proc, stop_signals))
@@ -105,15 +106,16 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
     data_dir = tmp_path / "data"
     try:
         server = start("server", _prefect("server", "start", "--host", "127.0.0.1", "--port", str(port)),
-                       [signal.SIGTERM, signal.SIGINT])
+                       [(signal.SIGTERM, 30), (signal.SIGINT, 30)])
         import_recording(recordings[VENUE], VENUE, data_dir)
         _wait_for(lambda: _healthy(api) or server.poll() is not None, "the Prefect server", 180)
         assert server.poll() is None, (logs / "server.log").read_text()[-3000:]
 
         run("work-pool", "create", "midas-process", "--type", "process", "--overwrite")
         for name in ("worker-a", "worker-b"):
+            # A worker ignores a single SIGTERM: SIGINT follows after a moment.
             start(name, _prefect("worker", "start", "--pool", "midas-process", "--limit", "1"),
-                  [signal.SIGTERM, signal.SIGINT])
+                  [(signal.SIGTERM, 2), (signal.SIGINT, 30)])
         deployed = run("--no-prompt", "deploy", "--all")
         for name in ("midas-collect/midas-collect", "midas-hourly/midas-hourly",
                      "midas-backfill/midas-backfill", "midas-symbol-hours/midas-symbol-hours"):
@@ -153,8 +155,10 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
                      and line["message"].startswith("hour processed")]
         assert [m.split(" hour=")[1].split()[0] for m in processed] == HOURS
     finally:
+        print(f"{time.strftime('%H:%M:%S')} stopping {len(started)} processes", flush=True)
         for proc, stop_signals in reversed(started):
             _stop(proc, stop_signals)
+        print(f"{time.strftime('%H:%M:%S')} stopped", flush=True)
     assert all(proc.poll() is not None for proc, _ in started)
     assert not _healthy(api)
 
