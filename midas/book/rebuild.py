@@ -161,6 +161,10 @@ def _scan(spans: list[RawSpan], venue: str, symbol: str, batch_size: int, machin
                     resume = (index, f_off, f_line)
             try:
                 if kind == "trade":
+                    trade_ts = rec.get("trade_ts")
+                    if (not feed and type(trade_ts) is int and trade_lo is not None
+                            and not trade_lo <= trade_ts < trade_hi):
+                        continue                    # a neighbour file's trade of another hour
                     check_identity(rec, venue, symbol)
                     t = parse_trade(rec, futures)
                     trade_records += 1
