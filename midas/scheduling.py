@@ -73,7 +73,8 @@ class HourKey(NamedTuple):
 
 @dataclass(frozen=True)
 class HourStatus:
-    """Where one hour stands: `pending`, `changed` (pending again), `processed` or `waiting`."""
+    """Where one hour stands: `waiting` (open, or raw files still being written), `pending` (never
+    processed), `changed` or `stale` (processed, but to be processed again), `processed`."""
 
     venue: str
     symbol: str
@@ -274,7 +275,8 @@ def hour_statuses(settings: Settings, now: datetime | None = None,
             if now < hour + timedelta(hours=1) + CLOSE_MARGIN:
                 state, reason = "waiting", "the hour has not closed yet"
             elif blocked_from is not None and hour >= blocked_from:
-                state, reason = "waiting", f"raw file {partial_name} is still being written"
+                state, reason = "waiting", (f"raw file {partial_name} is still being written (left by a "
+                                            "crash? the next collector start finalizes it)")
             elif done is None:
                 state, reason = "pending", "never processed"
             elif done.get("raw_files") != fingerprint:

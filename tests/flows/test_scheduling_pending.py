@@ -99,7 +99,8 @@ def test_partial_file_with_clock_ahead_holds_back_the_previous_hour(tmp_path):
     statuses = {format(st.hour, "%H"): (st.state, st.reason) for st in hour_statuses(s, now=now)}
     assert statuses == {
         "09": ("pending", "never processed"),
-        "10": ("waiting", "raw file BTCUSDT_20240718T11_0.jsonl.zst.partial is still being written"),
+        "10": ("waiting", "raw file BTCUSDT_20240718T11_0.jsonl.zst.partial is still being written "
+                          "(left by a crash? the next collector start finalizes it)"),
     }
     writer.close()
     assert pending_hours(s, now=_at("2024-07-18T12:05:00")) == [
