@@ -51,6 +51,7 @@ def _int(rec: dict, key: str) -> int:
 
 
 _UNITS = UnitsCache(200_000)
+_LIST_ONLY = {list}
 
 
 def _levels(rec: dict, key: str) -> list[Level]:
@@ -62,9 +63,10 @@ def _levels(rec: dict, key: str) -> list[Level]:
         out = [(units[p], units[q]) for p, q in levels]
     except (ValueError, TypeError) as e:
         raise ValueError(f"field {key!r} has a bad level: {e}") from None
-    for lvl in levels:   # [p, q] unpacks strings and dicts too: only 2-item lists are levels
-        if type(lvl) is not list:
-            raise ValueError(f"field {key!r} has a bad level {lvl!r:.60}")
+    # `p, q = level` also unpacks 2-character strings and 2-key objects: only lists are levels
+    if levels and set(map(type, levels)) != _LIST_ONLY:
+        bad = next(lvl for lvl in levels if type(lvl) is not list)
+        raise ValueError(f"field {key!r} has a bad level {bad!r:.60}")
     return out
 
 
