@@ -26,6 +26,7 @@ def exchange(
     replay: bool = typer.Option(False, "--replay", help="Serve the recordings given as arguments (`<local ts ns> <json>` lines, gzip or plain) instead of simulating."),
     speed: float = typer.Option(1.0, help="Replay pace: 1 = as recorded, 10 = ten times faster, 0 = as fast as the client reads."),
     clock_offset_ms: int = typer.Option(1300, help="The exchange clock (E, T) runs this far ahead of this machine's clock."),
+    tick_jitter_ms: int = typer.Option(0, help="Add a random 0..N ms to each diff's E (below 100), so E does not sit on the 100 ms grid."),
     ping_interval_secs: Optional[float] = typer.Option(None, help="Server ping interval (default: spot 20 s, futures 180 s)."),
     weight_budget: Optional[int] = typer.Option(None, help="REST weight per minute before 429 (default: spot 6000, futures 2400)."),
     message_limit: Optional[int] = typer.Option(None, help="Client messages per second before disconnect (default: spot 5, futures 10)."),
@@ -79,7 +80,8 @@ def exchange(
         config = ExchangeConfig(
             venue=venue, symbols=symbol_list or ["BTCUSDT"], seed=seed, faults=faults,
             truth_dir=truth_dir, replay=list(files) if replay else None, speed=speed,
-            clock_offset_ms=clock_offset_ms, host=host, port=port, truth_depth=truth_depth,
+            clock_offset_ms=clock_offset_ms, tick_jitter_ms=tick_jitter_ms, host=host, port=port,
+            truth_depth=truth_depth,
             ping_interval_secs=ping_interval_secs, weight_budget=weight_budget,
             message_limit=message_limit)
     except ValueError as e:

@@ -18,8 +18,9 @@ Public API
     replay     recording path(s) to serve instead of the simulation; speed 0 = as fast as read
     truth_dir  write ground truth there (formats and readers: midas.exchange.truth)
     subprocess run `python -m midas.cli exchange ... --port 0` instead of a thread
-    options    any other ExchangeConfig field: tick_ms (100), truth_depth (10), grid_ms (100),
-               ping_interval_secs (venue: 20 / 180), pong_timeout_secs (60), weight_budget
+    options    any other ExchangeConfig field: tick_ms (100), tick_jitter_ms (0: E on the 100 ms
+               grid; e.g. 70: E moved by a seeded 0..70 ms), truth_depth (10), grid_ms (100),
+               ping_interval_secs (venue: 20 / 180), pong_timeout_secs (venue: 60 / 600), weight_budget
                (venue: 6000 / 2400 per minute), message_limit (venue: 5 / 10 per second),
                levels_per_side (2500), max_queue_messages (200000)
 

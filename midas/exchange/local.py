@@ -158,6 +158,8 @@ class LocalExchange:
             args += ["--symbols", ",".join(c.symbols)]
         if c.truth_dir:
             args += ["--truth-dir", str(c.truth_dir)]
+        if c.tick_jitter_ms:
+            args += ["--tick-jitter-ms", str(c.tick_jitter_ms)]
         if c.ping_interval_secs is not None:
             args += ["--ping-interval-secs", str(c.ping_interval_secs)]
         if c.weight_budget is not None:

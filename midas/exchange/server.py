@@ -8,8 +8,9 @@ sender task, so what it is sent (data, answers, faults) goes out in one order, w
 order written to the truth directory.
 
 Simulation: every `tick_ms` (wall clock, aligned) each symbol's market steps once with
-E = scheduled local time + `clock_offset_ms`; a tick that is late is still produced with its
-scheduled E (so lag is measurable: `stats()["max_lag_ms"]`).
+E = scheduled local time + `clock_offset_ms` (+ a seeded 0..`tick_jitter_ms`, so E need not sit on
+the 100 ms grid); a tick that is late is still produced with its scheduled E (so lag is
+measurable: `stats()["max_lag_ms"]`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import collections
 import http
 import logging
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,7 @@ class ExchangeConfig:
     host: str = "127.0.0.1"
     port: int = 0
     tick_ms: int = 100
+    tick_jitter_ms: int = 0                       # E = schedule + offset + a seeded 0..jitter ms
     truth_depth: int = 10
     grid_ms: int = 100
     ping_interval_secs: float | None = None      # None: the venue's (spot 20 s, futures 180 s)
@@ -78,6 +81,9 @@ class ExchangeConfig:
             raise ValueError(f"speed={self.speed!r} must be 0 (as fast as the client reads) or positive")
         if self.tick_ms <= 0 or self.grid_ms <= 0:
             raise ValueError("tick_ms and grid_ms must be positive")
+        if not 0 <= self.tick_jitter_ms < self.tick_ms:
+            raise ValueError(f"tick_jitter_ms={self.tick_jitter_ms} must be from 0 to tick_ms - 1 "
+                             f"({self.tick_ms - 1}) so that E keeps increasing")
 
 
 def json_response(status: int, body: str, headers: dict[str, str]) -> Response:
@@ -198,13 +204,15 @@ class ExchangeServer:
     async def _market_loop(self) -> None:
         tick = self.cfg.tick_ms / 1000
         next_t = (int(time.time() / tick) + 1) * tick
+        jitter_rng = random.Random(f"jitter:{self.cfg.seed}")
         while True:
             now = time.time()
             if now < next_t:
                 await asyncio.sleep(next_t - now)
                 continue
             scheduled_ms = round(next_t * 1000)
-            self._step_all(scheduled_ms + self.cfg.clock_offset_ms)
+            jitter = int(jitter_rng.random() * (self.cfg.tick_jitter_ms + 1)) if self.cfg.tick_jitter_ms else 0
+            self._step_all(scheduled_ms + self.cfg.clock_offset_ms + jitter)
             lag_ms = (time.time() - next_t) * 1000
             self.ticks += 1
             self.lag_sum_ms += lag_ms

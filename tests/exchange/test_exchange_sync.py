@@ -19,14 +19,16 @@ GRID_US = 100_000
 RUN_SECS = float(os.environ.get("MIDAS_EXCHANGE_SYNC_SECS", "5"))
 
 
-@pytest.mark.parametrize("venue,limit", [("binance", 5000), ("binance-futures", 1000)])
-def test_procedure_client_equals_truth(venue, limit, tmp_path, refbook, stream_client, get, book_at_fn):
+# Spot: E on the 100 ms grid (E*1000 == a grid time: the `<=` edge); futures: E jittered off it.
+@pytest.mark.parametrize("venue,limit,jitter", [("binance", 5000, 0), ("binance-futures", 1000, 70)])
+def test_procedure_client_equals_truth(venue, limit, jitter, tmp_path, refbook, stream_client, get,
+                                       book_at_fn):
     run_secs = RUN_SECS
     symbols = ["BTCUSDT", "ETHUSDT"]
     futures = venue == "binance-futures"
     depth_path = "/fapi/v1/depth" if futures else "/api/v3/depth"
     truth = tmp_path / "truth"
-    with LocalExchange(venue=venue, symbols=symbols, seed=11, truth_dir=truth) as ex:
+    with LocalExchange(venue=venue, symbols=symbols, seed=11, truth_dir=truth, tick_jitter_ms=jitter) as ex:
         streams = "/".join(f"{s.lower()}@depth@100ms/{s.lower()}@trade" for s in symbols)
         client = stream_client(f"{ex.ws_url}/stream?streams={streams}")
         client.wait_for(lambda: len(client.frames) >= 4, what="the first diffs")
@@ -52,6 +54,7 @@ def test_procedure_client_equals_truth(venue, limit, tmp_path, refbook, stream_c
     prev_u = {s: None for s in symbols}
     id_jumps = {s: 0 for s in symbols}
     snapshot_loaded = {s: False for s in symbols}
+    off_grid = {s: [] for s in symbols}
     for frame in received:
         msg = json.loads(frame)
         stream, data = msg["stream"], msg["data"]
@@ -68,6 +71,7 @@ def test_procedure_client_equals_truth(venue, limit, tmp_path, refbook, stream_c
                 else:
                     assert data["U"] == prev_u[symbol] + 1
             prev_u[symbol] = data["u"]
+            off_grid[symbol].append(data["E"] % 100 != 0)
             books[symbol].on_diff(data)
             if not snapshot_loaded[symbol] and data["u"] >= snapshots[symbol]["lastUpdateId"]:
                 assert books[symbol].load_snapshot(snapshots[symbol])
@@ -79,6 +83,10 @@ def test_procedure_client_equals_truth(venue, limit, tmp_path, refbook, stream_c
     for s in symbols:
         book = books[s]
         assert book.synced and book.gaps == 0 and book.duplicates == 0
+        if jitter:
+            assert sum(off_grid[s]) > len(off_grid[s]) / 2       # most E are off the grid
+        else:
+            assert not any(off_grid[s])
         if futures:
             # ids jump: a client using the spot rule would see a gap on (almost) every diff
             assert id_jumps[s] >= len(book.applied) - 2
