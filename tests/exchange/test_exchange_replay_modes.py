@@ -3,6 +3,7 @@ streams, bad recordings; and the `midas exchange` command's errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import time
@@ -12,6 +13,7 @@ import pytest
 from midas.cli import main
 from midas.errors import DataError
 from midas.exchange import Faults, LocalExchange
+from midas.exchange.local import fault_flags
 from midas.exchange.replay import load_recordings
 
 
@@ -88,9 +90,14 @@ def test_cli_errors_and_help(capsys, tmp_path):
     assert "--symbols does not apply to --replay" in capsys.readouterr().err
     assert main(["exchange", "--help"]) == 0
     out = capsys.readouterr().out
-    for flag in ("--drop-diffs", "--stall-secs", "--rest-fail-first", "--truth-dir", "--speed",
-                 "--max-connection-age-secs", "--malformed-every", "--duplicate-every"):
+    for flag in ("--truth-dir", "--speed", "--replay", "--seed", "--clock-offset-ms", "--tick-jitter-ms"):
         assert flag in out
+    # every fault of the Python API is a flag of the command, and LocalExchange(subprocess=True)
+    # passes exactly the ones that differ from the defaults
+    for f in dataclasses.fields(Faults):
+        assert "--" + f.name.replace("_", "-") in out, f.name
+    assert fault_flags(Faults(drop_diffs=2, rest_fail_rate=0.5, rest_fail_status=500)) == [
+        "--drop-diffs", "2", "--rest-fail-status", "500", "--rest-fail-rate", "0.5"]
 
 
 def test_replay_switching_combined_off_mid_stream_keeps_every_message(recordings, tmp_path, stream_client):
