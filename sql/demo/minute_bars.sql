@@ -13,4 +13,3 @@ SELECT
 FROM features
 GROUP BY venue, symbol, minute_utc
 ORDER BY venue, symbol, minute_utc
-LIMIT 12
