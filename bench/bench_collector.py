@@ -11,7 +11,8 @@ B. 200 symbols (futures) simulated by an exchange process (`tick_ms` sets the di
    depth `pu` chains and trade ids unbroken in the raw files of every symbol.
 
 Run: `.venv/bin/python -m bench collector`; MIDAS_BENCH_SECS (default 120) sets the length of B,
-MIDAS_BENCH_TICK_MS (default 100) its diff interval. Appends a section to bench/RESULTS.md.
+MIDAS_BENCH_TICK_MS (default 100) its diff interval, MIDAS_BENCH_PARTS=A runs part A only.
+Appends a section to bench/RESULTS.md (MIDAS_BENCH_RESULTS=path writes elsewhere).
 """
 
 from __future__ import annotations
@@ -110,8 +111,9 @@ def capacity(tmp: Path) -> dict:
         url = get_venue("binance").combined_stream_url(ex.ws_url, names)
         base = []
         for _ in range(2):
+            cpu0 = _cpu()
             n, secs = asyncio.run(count_messages(url, SPOT_MESSAGES, None))
-            base.append((n / secs, n))
+            base.append((n / secs, n, n / (_cpu() - cpu0)))
         coll = []
         for i in range(2):
             data = tmp / f"capacity-{i}"
@@ -134,17 +136,26 @@ def capacity(tmp: Path) -> dict:
                 asyncio.run(main())
 
             t = threading.Thread(target=run)
+            cpu0 = _cpu()
             t.start()
             while sum(collector.router.accepted.values()) < SPOT_MESSAGES:
                 time.sleep(0.05)
+            cpu = _cpu() - cpu0
             stop.set()
             t.join()
             ts = [rec["local_ts"] for p in list_raw_files(data, "binance", "BTCUSDT")
                   for _, rec in RawFileReader(p).iter_records() if rec["type"] in ("depth", "trade", "book_ticker")]
-            coll.append((len(ts) / ((ts[-1] - ts[0]) / 1e6), len(ts)))
+            coll.append((len(ts) / ((ts[-1] - ts[0]) / 1e6), len(ts), len(ts) / cpu))
         return {"baseline": max(base), "collector": max(coll)}
     finally:
         ex.close()
+
+
+def _cpu() -> float:
+    """CPU seconds used by this process so far (user + system): steadier than wall time on a
+    shared box, since waiting for a core does not count."""
+    t = os.times()
+    return t.user + t.system
 
 
 def proc_sample(pid: int) -> tuple[float, int]:
@@ -228,20 +239,14 @@ def many_symbols(tmp: Path, seconds: float, tick_ms: int) -> dict:
 def main() -> str:
     seconds = float(os.environ.get("MIDAS_BENCH_SECS", "120"))
     tick_ms = int(os.environ.get("MIDAS_BENCH_TICK_MS", "100"))
+    parts = os.environ.get("MIDAS_BENCH_PARTS", "AB").upper()
     tmp = Path(tempfile.mkdtemp(prefix="midas-bench-collector-"))
     try:
         a = capacity(tmp)
-        b = many_symbols(tmp, seconds, tick_ms)
+        b = many_symbols(tmp, seconds, tick_ms) if "B" in parts else None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    (base_rate, base_n), (coll_rate, coll_n) = a["baseline"], a["collector"]
-    cnt_n, cnt_secs = b["baseline"]
-    samples = b["samples"]
-    cpu_pct = [100 * (c2 - c1) / (t2 - t1) for (t1, c1, _), (t2, c2, _) in zip(samples, samples[1:])]
-    third = max(1, len(cpu_pct) // 3)
-    rss = [r for _, _, r in samples]
-    coll_rate_b = b["records"] / b["seconds"]
-    base_rate_b = cnt_n / cnt_secs if cnt_secs else 0.0
+    (base_rate, base_n, base_cpu_rate), (coll_rate, coll_n, coll_cpu_rate) = a["baseline"], a["collector"]
     lines = [
         f"## collector ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()})",
         "",
@@ -250,8 +255,29 @@ def main() -> str:
         f"- collector (parse, track, de-duplicate, write zstd raw files): {coll_rate:,.0f} msg/s "
         f"({coll_n:,} of {SPOT_MESSAGES:,} messages written: "
         f"{'zero loss' if coll_n == SPOT_MESSAGES else 'LOSS'})",
-        f"- ratio collector / counting client: {coll_rate / base_rate:.2f}x",
+        f"- ratio collector / counting client: {coll_rate / base_rate:.2f}x (wall clock)",
+        f"- per CPU second (what one free core sustains): counting client {base_cpu_rate:,.0f} msg/s, "
+        f"collector {coll_cpu_rate:,.0f} msg/s, ratio {coll_cpu_rate / base_cpu_rate:.2f}x",
         "",
+    ]
+    if b is not None:
+        lines += part_b_lines(b, tick_ms)
+    text = "\n".join(lines)
+    print(text)
+    with open(RESULTS, "a") as fh:
+        fh.write("\n" + text)
+    return text
+
+
+def part_b_lines(b: dict, tick_ms: int) -> list[str]:
+    cnt_n, cnt_secs = b["baseline"]
+    samples = b["samples"]
+    cpu_pct = [100 * (c2 - c1) / (t2 - t1) for (t1, c1, _), (t2, c2, _) in zip(samples, samples[1:])]
+    third = max(1, len(cpu_pct) // 3)
+    rss = [r for _, _, r in samples]
+    coll_rate_b = b["records"] / b["seconds"]
+    base_rate_b = cnt_n / cnt_secs if cnt_secs else 0.0
+    return [
         f"B. 200 futures symbols, depth@100ms + trade, exchange tick {tick_ms} ms, "
         f"{b['seconds']:.0f} s `midas collect` process next to a counting client:",
         f"- counting client: {base_rate_b:,.0f} msg/s; collector wrote {coll_rate_b:,.0f} msg/s "
@@ -265,11 +291,6 @@ def main() -> str:
         f"mid-run, {rss[-1] / 2**20:.0f} MB at {samples[-1][0]:.0f} s",
         "",
     ]
-    text = "\n".join(lines)
-    print(text)
-    with open(RESULTS, "a") as fh:
-        fh.write("\n" + text)
-    return text
 
 
 if __name__ == "__main__":
