@@ -51,8 +51,11 @@ def _read(s, dataset, venue, hours) -> pa.Table:
 def test_hour_summaries_and_catalog(processed):
     venue, s, hours, summaries = processed
     assert [format_hour(h) for h in hours] == EXPECTED_HOURS[venue]
-    for summary in summaries:
+    for hour, summary in zip(hours, summaries):
         assert summary.rows["features"] == summary.rows["book"] > 1000
+        gaps = pq.read_table(partition_file(s.data_dir, "gaps", venue, SYM, hour)).column("reason").to_pylist()
+        assert summary.gaps == summary.rows["gaps"] == len(gaps)
+        assert summary.gap_reasons == {r: gaps.count(r) for r in set(gaps)}
         assert set(summary.stage_seconds) == {"rebuild", "features", "catalog"}
         assert summary.seconds >= sum(summary.stage_seconds.values())
     columns, rows = run_query(s, "SELECT dataset, hour, rows FROM partitions WHERE dataset IN "
