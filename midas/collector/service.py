@@ -29,7 +29,7 @@ from midas.collector.sequence import SequenceTracker
 from midas.collector.snapshots import SnapshotClient, WeightPacer
 from midas.collector.writer import SymbolFiles
 from midas.config import Settings
-from midas.errors import CollectorError, MidasError, RawFileError
+from midas.errors import CollectorError, ExchangeError, MidasError, RawFileError
 from midas.layout import list_raw_files
 from midas.logs import log_kv
 from midas.raw import SalvageReport, salvage_partial
@@ -146,7 +146,10 @@ class Collector:
             if not self.router.needs_snapshot(state):
                 state.snapshot_in_flight = False
                 continue
-            snap = await self.client.fetch(state.symbol)
+            try:
+                snap = await self.client.fetch(state.symbol)
+            except ExchangeError as e:   # refused for good (unknown symbol, bad limit): cannot go on
+                raise CollectorError(str(e)) from e
             self.router.on_snapshot(state, snap)
             if self.router.needs_snapshot(state):
                 self._request_snapshot(state)

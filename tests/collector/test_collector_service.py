@@ -172,8 +172,9 @@ def test_a_symbol_refused_by_rest_stops_with_the_exchanges_answer(tmp_path):
         from midas.collector.service import Collector
         collector = Collector(settings)
         collector.client.depth_limit = 7          # not a futures limit: the exchange answers -1130
-        with pytest.raises(ExchangeError) as err:
+        with pytest.raises(CollectorError) as err:
             asyncio.run(collector.run(30, asyncio.Event()))
+    assert isinstance(err.value.__cause__, ExchangeError) and err.value.__cause__.status == 400
     assert str(err.value).startswith("depth snapshot of BTCUSDT on binance-futures refused: HTTP 400 "
                                      '{"code":-1130,')
     files = list_raw_files(tmp_path / "data", VENUE, "BTCUSDT")
