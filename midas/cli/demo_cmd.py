@@ -130,8 +130,16 @@ def demo(
                       f"--hour {hour:%Y-%m-%dT%H}")
 
 
+def _help(fn) -> str:
+    """The docstring as help text: each paragraph on one line, so the terminal wraps it, not the source."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(fn.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("demo")(demo)
-    app.command("inspect")(inspect_data)
-    app.command("doctor")(doctor)
-    app.command("chart")(chart)
+    app.command("demo", help=_help(demo))(demo)
+    app.command("inspect", help=_help(inspect_data))(inspect_data)
+    app.command("doctor", help=_help(doctor))(doctor)
+    app.command("chart", help=_help(chart))(chart)
