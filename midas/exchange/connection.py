@@ -9,7 +9,7 @@ import collections
 import logging
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 from websockets.exceptions import ConnectionClosed
@@ -33,7 +33,7 @@ SEND_BATCH = 256          # frames written to the socket at once
 def streams_of_path(target: str, server: "ExchangeServer") -> tuple[bool, list[str]]:
     """(combined?, stream names) of a WebSocket request target; StreamNameError or LookupError."""
     parts = urlsplit(target)
-    path = parts.path
+    path = unquote(parts.path)          # /ws/btcusdt%40trade is /ws/btcusdt@trade
     for prefix in _PATH_PREFIXES:
         if path.startswith(prefix + "/"):
             path = path[len(prefix):]

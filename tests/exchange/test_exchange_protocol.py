@@ -141,6 +141,9 @@ def test_handshake_rejects_unknown_paths_and_streams(stream_client):
         # the /public and /market prefixes of Binance's split futures endpoints are accepted
         client = stream_client(f"{ex.ws_url}/public/stream?streams=btcusdt@depth@100ms")
         client.wait_for(lambda: len(client.frames) >= 1, what="a diff")
+        encoded = stream_client(f"{ex.ws_url}/market/ws/btcusdt%40depth%40100ms")
+        encoded.wait_for(lambda: len(encoded.frames) >= 1, what="a diff")
+        assert json.loads(encoded.frames[0])["e"] == "depthUpdate"
 
 
 def test_client_over_message_rate_is_disconnected(stream_client):
