@@ -76,17 +76,6 @@ day_starts AS (
     WHERE ts >= CAST($hour_start AS BIGINT)
     GROUP BY day
 ),
-hour_rows AS (
-    SELECT g.*,
-           w.ofi_window_units,
-           g.ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
-           g.running_units - d.before_units AS ofi_day_units,
-           g.running_rows - d.before_rows AS ofi_day_rows
-    FROM grid_rows AS g
-    JOIN ofi_window AS w ON w.window_ts = g.ts
-    JOIN day_starts AS d ON d.day = g.ts // 86400000000
-    WHERE g.ts >= CAST($hour_start AS BIGINT)
-),
 trade_grid AS (
     SELECT ts AS grid_ts, buy_units, sell_units, trades, last_px, last_qty
     FROM trade_buckets($interval_us, $bucket_us, $market_only)
@@ -96,17 +85,28 @@ trade_grid AS (
            CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
     WHERE $seed_ts IS NOT NULL
 ),
-with_trades AS (
-    -- one ASOF join: the latest grid time with trades at or before ts gives the last trade; its
-    -- bucket sums are this row's when it is this row's own grid time, else the bucket is empty
-    SELECT h.*,
-           CASE WHEN t.grid_ts = h.ts THEN t.buy_units ELSE CAST(0 AS HUGEINT) END AS buy_units,
-           CASE WHEN t.grid_ts = h.ts THEN t.sell_units ELSE CAST(0 AS HUGEINT) END AS sell_units,
-           CASE WHEN t.grid_ts = h.ts THEN t.trades ELSE CAST(0 AS BIGINT) END AS trade_count,
+windows_and_trades AS (
+    -- still narrow (no book columns): one ASOF join, the latest grid time with trades at or before
+    -- ts gives the last trade; its bucket sums are this row's when it is this row's own grid time
+    SELECT w.window_ts, w.ofi_window_units,
+           CASE WHEN t.grid_ts = w.window_ts THEN t.buy_units ELSE CAST(0 AS HUGEINT) END AS buy_units,
+           CASE WHEN t.grid_ts = w.window_ts THEN t.sell_units ELSE CAST(0 AS HUGEINT) END AS sell_units,
+           CASE WHEN t.grid_ts = w.window_ts THEN t.trades ELSE CAST(0 AS BIGINT) END AS trade_count,
            t.last_px AS last_trade_px,
            t.last_qty AS last_trade_qty
-    FROM hour_rows AS h
-    ASOF LEFT JOIN trade_grid AS t ON h.ts >= t.grid_ts
+    FROM ofi_window AS w
+    ASOF LEFT JOIN trade_grid AS t ON w.window_ts >= t.grid_ts
+    WHERE w.window_ts >= CAST($hour_start AS BIGINT)
+),
+with_trades AS (
+    SELECT g.*, wt.* EXCLUDE (window_ts),
+           g.ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
+           g.running_units - d.before_units AS ofi_day_units,
+           g.running_rows - d.before_rows AS ofi_day_rows
+    FROM grid_rows AS g
+    JOIN windows_and_trades AS wt ON wt.window_ts = g.ts
+    JOIN day_starts AS d ON d.day = g.ts // 86400000000
+    WHERE g.ts >= CAST($hour_start AS BIGINT)
 )
 SELECT
     ts,
