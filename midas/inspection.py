@@ -220,6 +220,12 @@ def _partition_key(p: PartitionInfo) -> tuple[str, str, str, str, int]:
     return (p.dataset, p.venue, p.symbol, f"{p.hour:%Y-%m-%d}", p.hour.hour)
 
 
+def latest_hour(data_dir: Path, dataset: str, venue: str, symbol: str) -> datetime | None:
+    """The most recent exchange hour of a symbol with a partition of `dataset`, or None."""
+    hours = [p.hour for p in list_partitions(data_dir, dataset) if p.venue == venue and p.symbol == symbol]
+    return max(hours) if hours else None
+
+
 def take_inventory(data_dir: Path) -> Inventory:
     data_dir = Path(data_dir)
     problems: list[str] = []
@@ -267,12 +273,22 @@ def partitions_table(inv: Inventory) -> Table:
     return table
 
 
-def gaps_table(inv: Inventory) -> Table:
-    table = Table(title=f"gaps ({len(inv.gaps)}: " + (", ".join(f"{n} {r}" for r, n in inv.gap_reasons().items())
-                                                     or "none") + ")")
+def gaps_table(inv: Inventory, max_rows: int | None = None) -> Table:
+    """Every gap, or the last `max_rows` of each venue and symbol (the title says how many are left out)."""
+    shown = inv.gaps
+    if max_rows is not None:
+        per_symbol: dict[tuple[str, str], list[GapInfo]] = defaultdict(list)
+        for g in inv.gaps:
+            per_symbol[(g.venue, g.symbol)].append(g)
+        shown = [g for key in sorted(per_symbol) for g in per_symbol[key][-max_rows:]]
+    left_out = len(inv.gaps) - len(shown)
+    title = f"gaps ({len(inv.gaps)}: " + (", ".join(f"{n} {r}" for r, n in inv.gap_reasons().items()) or "none") + ")"
+    if left_out:
+        title += f"; the last {max_rows} per symbol shown, {left_out} earlier ones left out"
+    table = Table(title=title)
     for col in ("venue", "symbol", "from (UTC)", "to (UTC)", "seconds", "reason", "update ids"):
         table.add_column(col)
-    for g in inv.gaps:
+    for g in shown:
         ids = f"{g.first_update_id}..{g.last_update_id}" if g.first_update_id is not None else "-"
         table.add_row(g.venue, g.symbol, _ts_text(g.start_ts), _ts_text(g.end_ts),
                       "-" if g.seconds is None else f"{g.seconds:.3f}", g.reason, ids)
@@ -300,14 +316,14 @@ def catalog_table(inv: Inventory) -> Table:
     return table
 
 
-def render_inventory(inv: Inventory, console: Console) -> None:
+def render_inventory(inv: Inventory, console: Console, max_gaps: int | None = None) -> None:
     console.print(f"[bold]DATA_DIR[/] {inv.data_dir.resolve()}")
     if not inv.raw and not inv.partitions and not inv.catalog.exists:
         console.print("empty: nothing collected or processed yet (try `make demo`)")
         return
     console.print(raw_table(inv))
     console.print(partitions_table(inv))
-    console.print(gaps_table(inv))
+    console.print(gaps_table(inv, max_gaps))
     console.print(catalog_table(inv))
     for problem in inv.problems:
         console.print(f"[yellow]problem:[/] {problem}")

@@ -47,7 +47,8 @@ def doctor(
 
 def chart(
     symbol: str = typer.Option(..., "--symbol", "-s", help="Symbol, e.g. BTCUSDT."),
-    hour: str = typer.Option(..., "--hour", help="Exchange-time hour (UTC), e.g. 2024-07-18T23."),
+    hour: str = typer.Option(None, "--hour", help="Exchange-time hour (UTC), e.g. 2024-07-18T23 "
+                             "(default: the symbol's latest processed hour)."),
     venue: str = typer.Option(None, help="binance or binance-futures (default: VENUE)."),
     data_dir: Path = typer.Option(None, "--data-dir", help="Data directory (default: DATA_DIR)."),
     out: Path = typer.Option(None, "--out", "-o",
@@ -60,14 +61,23 @@ def chart(
     their reason. Needs the hour's features (run the hourly processing first).
     """
     from midas.chart import write_chart
+    from midas.errors import DataError
+    from midas.inspection import latest_hour
+    from midas.layout import check_symbol
 
     settings = settings_from_options(venue=venue, data_dir=data_dir)
+    if hour is None:
+        hour = latest_hour(settings.data_dir, "features", settings.venue, check_symbol(symbol))
+        if hour is None:
+            raise DataError(f"no processed hour of {check_symbol(symbol)} on {settings.venue} under "
+                            f"{settings.data_dir}: process some first (`midas inspect` lists what exists)")
     path = write_chart(settings, settings.venue, symbol, hour, out)
     typer.echo(f"chart written: {path}")
 
 
 def inspect_data(
     data_dir: Path = typer.Option(None, "--data-dir", help="Data directory (default: DATA_DIR)."),
+    gaps: int = typer.Option(30, "--gaps", min=0, help="Gaps listed per symbol (the latest ones)."),
 ) -> None:
     """Show what is in the data directory, as tables.
 
@@ -79,7 +89,7 @@ def inspect_data(
     from midas.inspection import render_inventory, take_inventory
 
     settings = settings_from_options(data_dir=data_dir)
-    render_inventory(take_inventory(settings.data_dir), Console(width=160))
+    render_inventory(take_inventory(settings.data_dir), Console(width=160), max_gaps=gaps)
 
 
 def demo(

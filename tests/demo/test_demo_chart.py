@@ -102,3 +102,14 @@ def test_chart_errors_name_what_is_missing(features_hour, tmp_path, capsys):
     pq.write_table(pa.table({"ts": [H0]}), bad)
     with pytest.raises(DataError, match=r"lacks column\(s\) bid_px_01, ask_px_01, midprice"):
         write_chart(load_settings(env_file=None, data_dir=data_dir), "binance-futures", "BTCUSDT", HOUR)
+
+
+def test_chart_command_defaults_to_the_latest_processed_hour(features_hour, capsys):
+    data_dir, _ = features_hour(hour="2024-07-18T23", ks=range(20))
+    features_hour(hour="2024-07-19T00", ks=range(20))
+    assert main(["chart", "--symbol", "btcusdt", "--data-dir", str(data_dir)]) == 0
+    path = data_dir / "charts" / "binance-futures" / "BTCUSDT_20240719T00.png"
+    assert capsys.readouterr().out.strip() == f"chart written: {path}"
+    assert _png_size(path) == (1170, 990)
+    assert main(["chart", "--symbol", "ETHUSDT", "--data-dir", str(data_dir)]) == 2
+    assert "no processed hour of ETHUSDT on binance-futures" in capsys.readouterr().err

@@ -114,3 +114,25 @@ def test_inspect_command_prints_the_tables(features_hour, capsys):
 def test_inspect_empty_directory(tmp_path, capsys):
     assert main(["inspect", "--data-dir", str(tmp_path / "nothing")]) == 0
     assert "empty: nothing collected or processed yet (try `make demo`)" in capsys.readouterr().out
+
+
+def test_inspect_lists_the_latest_gaps_per_symbol(features_hour, capsys):
+    h0 = hour_start_us(H23)
+    gaps = [_gap(h0, 10 * i, 10 * i + 1, "sequence_gap", (i, i + 1)) for i in range(5)]
+    data_dir, _ = features_hour(ks=range(10), gaps=gaps)
+    assert main(["inspect", "--data-dir", str(data_dir), "--gaps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "gaps (5: 5 sequence_gap); the last 2 per symbol shown, 3 earlier ones left out" in out
+    assert "│ 3..4 " in out and "│ 4..5 " in out and "│ 2..3 " not in out
+    assert main(["inspect", "--data-dir", str(data_dir)]) == 0          # default 30: all five
+    out = capsys.readouterr().out
+    assert all(f"│ {i}..{i + 1} " in out for i in range(5)) and "left out" not in out
+
+
+def test_latest_hour(features_hour):
+    from midas.inspection import latest_hour
+
+    data_dir, _ = _make_data(features_hour)
+    assert latest_hour(data_dir, "features", "binance-futures", "BTCUSDT") == H00
+    assert latest_hour(data_dir, "features", "binance-futures", "XRPUSDT") is None
+    assert latest_hour(data_dir, "gaps", "binance-futures", "ETHUSDT") is None
