@@ -86,11 +86,10 @@ def _pump(stream: IO[str], handle: Callable[[str], None]) -> None:
 
 def run_collector_process(settings: Settings, until: float | None = None,
                           on_health: Callable[[str, dict[str, Any]], None] | None = None,
-                          stop_event: threading.Event | None = None,
                           health_interval_secs: float = 60.0) -> CollectorRun:
-    """Run the collector in a child process until `until` (epoch seconds; None = forever) or until
-    `stop_event` is set, with a health report every `health_interval_secs`. Raises CollectorError
-    when the child dies any other way."""
+    """Run the collector in a child process until `until` (epoch seconds; None = forever), with a
+    health report every `health_interval_secs`. Raises CollectorError when the child dies any other
+    way. If this call is interrupted (the flow run is cancelled), the child is stopped cleanly."""
     seconds = "forever" if until is None else f"{max(0.0, until - time.time()):.3f}"
     payload = json.dumps(settings.model_dump(mode="json"))
     cmd = [sys.executable, "-m", "midas.supervisor", payload, seconds, str(float(health_interval_secs))]
@@ -123,12 +122,7 @@ def run_collector_process(settings: Settings, until: float | None = None,
     for t in pumps:
         t.start()
     try:
-        while child.poll() is None:
-            if stop_event is not None and stop_event.is_set():
-                child.send_signal(signal.SIGINT)
-                child.wait()
-                break
-            time.sleep(0.2)
+        child.wait()
     finally:
         if child.poll() is None:            # the caller was interrupted: stop the child cleanly
             child.send_signal(signal.SIGINT)
@@ -143,7 +137,7 @@ def run_collector_process(settings: Settings, until: float | None = None,
             path.unlink()
     code = child.returncode
     run = CollectorRun(child.pid, code, time.monotonic() - started, reports)
-    if code == 0 or (stop_event is not None and stop_event.is_set()):
+    if code == 0:
         log_kv(log, "collector process ended", pid=child.pid, exit_code=code,
                seconds=f"{run.seconds:.1f}", health_reports=reports)
         return run

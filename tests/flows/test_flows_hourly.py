@@ -161,7 +161,7 @@ def test_locked_catalog_is_retried_and_succeeds(prefect_harness, task_runs_of, i
         assert held.exists(), "the process holding the catalog did not start"
         releaser.start()
         state = hourly(data_dir=str(imported), venue=VENUE, symbols=["BTCUSDT"],
-                       retry_delay_seconds=5.0, return_state=True)
+                       retry_delay_seconds=3.0, return_state=True)
     finally:
         task_logger.removeHandler(watcher)
         release.write_text("go")
