@@ -2,16 +2,29 @@
 
 Per interval: messages/s per stream kind (depth, trade, bookTicker), bytes written, gaps,
 reconnects, malformed messages, and the receive lag `local_ts - exchange_ts` p50/p99 per symbol
-in milliseconds (it can be negative: the exchange's and this machine's clocks differ).
+in whole milliseconds (it can be negative: the exchange's and this machine's clocks differ).
 """
 
 from __future__ import annotations
 
-from array import array
 from dataclasses import dataclass, field
 
 KINDS = ("depth", "trade", "book_ticker")
 _KIND_LABEL = {"depth": "depth", "trade": "trade", "book_ticker": "bookTicker"}
+
+
+def histogram_percentile(counts: dict[int, int], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100) of values given as {value: count}; NaN when empty."""
+    total = sum(counts.values())
+    if total == 0:
+        return float("nan")
+    rank = max(1, min(total, int(-(-q * total // 100))))
+    seen = 0
+    for value in sorted(counts):
+        seen += counts[value]
+        if seen >= rank:
+            return float(value)
+    raise AssertionError("unreachable: the ranks add up to the total")
 
 
 def percentile(sorted_values, q: float) -> float:
@@ -61,21 +74,24 @@ class HealthCounters:
     reconnects: int = 0
     malformed: int = 0
     snapshots: int = 0
-    lags_us: dict[str, array] = field(default_factory=dict)
+    # Receive lag per symbol as a histogram of whole milliseconds (floor): constant memory and a
+    # cheap percentile however many messages an interval has.
+    lags_ms: dict[str, dict[int, int]] = field(default_factory=dict)
 
     def message(self, kind: str, symbol: str, local_ts: int, exchange_ts: int | None) -> None:
         self.messages[kind] += 1
         if exchange_ts is not None:
-            lags = self.lags_us.get(symbol)
+            lags = self.lags_ms.get(symbol)
             if lags is None:
-                lags = self.lags_us[symbol] = array("q")
-            lags.append(local_ts - exchange_ts)
+                lags = self.lags_ms[symbol] = {}
+            ms = (local_ts - exchange_ts) // 1000
+            lags[ms] = lags.get(ms, 0) + 1
 
     def report(self, interval_secs: float, bytes_written: int) -> HealthReport:
         lag_ms = {}
-        for symbol in sorted(self.lags_us):
-            values = sorted(self.lags_us[symbol])
-            lag_ms[symbol] = (percentile(values, 50) / 1000.0, percentile(values, 99) / 1000.0)
+        for symbol in sorted(self.lags_ms):
+            counts = self.lags_ms[symbol]
+            lag_ms[symbol] = (histogram_percentile(counts, 50), histogram_percentile(counts, 99))
         secs = max(interval_secs, 1e-9)
         report = HealthReport(
             interval_secs=interval_secs, messages=dict(self.messages),
@@ -84,5 +100,5 @@ class HealthCounters:
             malformed=self.malformed, snapshots=self.snapshots, lag_ms=lag_ms)
         self.messages = dict.fromkeys(KINDS, 0)
         self.gaps = self.reconnects = self.malformed = self.snapshots = 0
-        self.lags_us = {}
+        self.lags_ms = {}
         return report

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from midas.collector.health import HealthCounters, percentile
+from midas.collector.health import HealthCounters, histogram_percentile, percentile
 
 
 def test_nearest_rank_percentile():
@@ -13,12 +13,19 @@ def test_nearest_rank_percentile():
     assert percentile(values, 99) == 99.0
     assert percentile([7], 99) == 7.0
     assert math.isnan(percentile([], 50))
+    counts = {-5: 1, 0: 97, 250: 2}            # 100 values
+    assert histogram_percentile(counts, 50) == 0.0
+    assert histogram_percentile(counts, 98) == 0.0           # ranks 2..98 are 0
+    assert histogram_percentile(counts, 99) == 250.0
+    assert histogram_percentile(counts, 1) == -5.0
+    assert histogram_percentile(counts, 99) == percentile(sorted([-5] + [0] * 97 + [250] * 2), 99)
+    assert math.isnan(histogram_percentile({}, 50))
 
 
 def test_report_counts_rates_and_lags_then_starts_a_new_interval():
     c = HealthCounters()
     for i in range(100):
-        c.message("depth", "BTCUSDT", local_ts=1_000_000 + i * 1000, exchange_ts=1_000_000)  # lag 0..99 ms
+        c.message("depth", "BTCUSDT", local_ts=1_000_000 + i * 1000 + 999, exchange_ts=1_000_000)  # 0..99 ms
     for i in range(30):
         c.message("trade", "ETHUSDT", local_ts=5_000, exchange_ts=1_305_000)                   # lag -1300 ms
     c.message("book_ticker", "ETHUSDT", local_ts=5_000, exchange_ts=None)                     # no E on spot
