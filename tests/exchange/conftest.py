@@ -206,6 +206,16 @@ class StreamClient:
             time.sleep(0.005)
         return future.exception() is None
 
+    def send_burst(self, objs: list) -> None:
+        """Send several messages back to back from the client's loop (no waiting in between)."""
+        texts = [o if isinstance(o, (str, bytes)) else json.dumps(o) for o in objs]
+
+        async def burst() -> None:
+            for t in texts:
+                await self._ws.send(t)
+
+        asyncio.run_coroutine_threadsafe(burst(), self._loop)
+
     def close(self) -> None:
         if self._ws is not None and not self.closed.is_set():
             # The reading loop ends with the connection and stops the loop: wait for that.

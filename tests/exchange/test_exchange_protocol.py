@@ -149,10 +149,7 @@ def test_handshake_rejects_unknown_paths_and_streams(stream_client):
 def test_client_over_message_rate_is_disconnected(stream_client):
     with LocalExchange(venue="binance", symbols=["BTCUSDT"]) as ex:     # spot: 5 messages/s
         client = stream_client(f"{ex.ws_url}/ws")
-        for i in range(12):
-            if client.closed.is_set():
-                break
-            client.send({"method": "LIST_SUBSCRIPTIONS", "id": i})
+        client.send_burst([{"method": "LIST_SUBSCRIPTIONS", "id": i} for i in range(12)])
         assert client.closed.wait(30)
     assert client.close_code == 1008
     assert len([f for f in client.frames if '"id"' in f]) <= 5

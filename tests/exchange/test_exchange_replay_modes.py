@@ -119,7 +119,7 @@ def test_replay_switching_combined_off_mid_stream_keeps_every_message(recordings
 
 
 def test_faults_apply_to_replay_too(recordings, tmp_path, stream_client):
-    lines, span = _head(recordings["binance-futures"], 1.5)
+    lines, span = _head(recordings["binance-futures"], 1.2)
     plain = tmp_path / "futures-head.txt"
     plain.write_text("".join(lines))
     recorded = [json.loads(line.split(" ", 1)[1])["data"] for line in lines if "@depth" in line]
