@@ -22,14 +22,17 @@ WITH assigned AS (
 ),
 in_bucket AS (
     SELECT *, grid_ts - CAST(bucket_us AS BIGINT) < trade_ts AS counted,
-           to_units(qty) AS qty_units
+           to_units(qty) AS qty_units,
+           -- (trade_ts, trade_id) as one number: later trade time first, then higher trade_id
+           CAST(trade_ts AS HUGEINT) * CAST(9223372036854775808 AS HUGEINT)
+               + CAST(trade_id AS HUGEINT) AS trade_order
     FROM assigned
 )
 SELECT grid_ts AS ts,
        CAST(sum(CASE WHEN counted AND NOT is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS buy_units,
        CAST(sum(CASE WHEN counted AND is_buyer_maker THEN qty_units ELSE 0 END) AS HUGEINT) AS sell_units,
        CAST(count(*) FILTER (WHERE counted) AS BIGINT) AS trades,
-       CAST(max_by(price, (trade_ts, trade_id)) AS DOUBLE) AS last_px,
-       CAST(max_by(qty, (trade_ts, trade_id)) AS DOUBLE) AS last_qty
+       CAST(max_by(price, trade_order) AS DOUBLE) AS last_px,
+       CAST(max_by(qty, trade_order) AS DOUBLE) AS last_qty
 FROM in_bucket
 GROUP BY grid_ts;
