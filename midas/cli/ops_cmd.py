@@ -50,24 +50,25 @@ def _prefect_env() -> dict[str, str]:
 
 def run_service(cmd: list[str], service: str, log_dir: Path | None) -> int:
     """Run a long-lived command, copying its output to stderr and, with LOG_DIR, to the rotated file
-    `LOG_DIR/<service>/<service>.log`. SIGTERM is passed on as SIGINT a moment later too (a Prefect
-    worker ignores a single SIGTERM)."""
+    `LOG_DIR/<service>/<service>.log`. SIGTERM and SIGINT are passed on as SIGINT."""
     setup_logging("INFO", log_dir, service)
     logger = logging.getLogger(f"midas.{service}")
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                              bufsize=1, env=_prefect_env(), cwd=REPO_ROOT)
 
     def forward(signum, frame) -> None:
+        # SIGINT is the graceful stop of both a Prefect server and a worker (a worker does not stop
+        # on one SIGTERM, and a second signal makes it kill its flow runs), so each SIGTERM or SIGINT
+        # received is passed on as one SIGINT.
         if child.poll() is None:
-            child.send_signal(signal.SIGTERM if signum == signal.SIGTERM else signal.SIGINT)
-            if signum == signal.SIGTERM:
-                child.send_signal(signal.SIGINT)
+            child.send_signal(signal.SIGINT)
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         assert child.stdout is not None
         for line in child.stdout:
-            logger.info(line.rstrip("\n"))
+            if line.strip():
+                logger.info(line.rstrip("\n"))
         return child.wait()
     finally:
         for sig, handler in previous.items():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import signal
+import subprocess
 import sys
+import time
 
 from midas.cli import main
 from midas.cli.ops_cmd import run_service
@@ -41,7 +43,7 @@ def test_run_service_copies_output_to_the_rotated_log_file(tmp_path):
     before = list(midas_logger.handlers)
     handlers_before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        code = run_service([sys.executable, "-c", "print('line one'); print('line two'); raise SystemExit(3)"],
+        code = run_service([sys.executable, "-c", "print('line one'); print(); print('line two'); raise SystemExit(3)"],
                            "svc", tmp_path)
     finally:
         for handler in [h for h in midas_logger.handlers if h not in before]:
@@ -51,3 +53,37 @@ def test_run_service_copies_output_to_the_rotated_log_file(tmp_path):
     assert {sig: signal.getsignal(sig) for sig in handlers_before} == handlers_before
     lines = (tmp_path / "svc" / "svc.log").read_text().splitlines()
     assert [line.split(" midas.svc ", 1)[1] for line in lines] == ["line one", "line two"]
+
+
+_SERVICE = """
+import signal, sys, time
+def on(signum, frame):
+    print("got", signal.Signals(signum).name, flush=True)
+    sys.exit(0 if signum == signal.SIGINT else 1)
+signal.signal(signal.SIGINT, on)
+signal.signal(signal.SIGTERM, on)
+print("ready", flush=True)
+print("", flush=True)
+while True:
+    time.sleep(0.1)
+"""
+
+_RUN = """
+import sys
+from pathlib import Path
+from midas.cli.ops_cmd import run_service
+sys.exit(run_service([sys.executable, "-c", sys.argv[1]], "svc", Path(sys.argv[2])))
+"""
+
+
+def test_run_service_passes_sigterm_on_as_one_sigint(tmp_path):
+    outer = subprocess.Popen([sys.executable, "-c", _RUN, _SERVICE, str(tmp_path)])
+    log_file = tmp_path / "svc" / "svc.log"
+    deadline = time.monotonic() + 120
+    while not (log_file.exists() and "ready" in log_file.read_text()):
+        assert time.monotonic() < deadline and outer.poll() is None, "the service did not start"
+        time.sleep(0.1)
+    outer.send_signal(signal.SIGTERM)
+    assert outer.wait(timeout=60) == 0
+    messages = [line.split(" midas.svc ", 1)[1] for line in log_file.read_text().splitlines()]
+    assert messages == ["ready", "got SIGINT"]
