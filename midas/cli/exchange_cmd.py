@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from midas.errors import ConfigError
+from midas.errors import ConfigError, ExchangeError
 from midas.exchange.faults import Faults
 from midas.exchange.server import ExchangeConfig, ExchangeServer
 
@@ -95,7 +95,11 @@ async def _serve(config: ExchangeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await server.start()
+    try:
+        await server.start()
+    except OSError as e:
+        raise ExchangeError(f"cannot listen on {config.host}:{config.port}: {e.strerror or e} "
+                            "(another program uses the port? --port 0 picks a free one)") from None
     what = (f"replaying {len(config.replay)} recording(s) at speed {config.speed:g}" if config.replay
             else f"simulating {','.join(server.symbols)} (seed {config.seed})")
     base = f"{config.host}:{server.port}"

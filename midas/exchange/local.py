@@ -4,6 +4,7 @@ process (default) or as a `midas exchange` subprocess (`subprocess=True`)."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import re
 import signal
@@ -20,6 +21,7 @@ from midas.exchange.server import ExchangeConfig, ExchangeServer
 
 _URL_RE = re.compile(r"(ws://[0-9.]+:(\d+))")
 START_TIMEOUT_SECS = 90.0
+OUTPUT_LINES_KEPT = 2000          # the subprocess's last output lines kept for `output` and errors
 
 
 def fault_flags(faults: Faults) -> list[str]:
@@ -59,7 +61,7 @@ class LocalExchange:
         self.port: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._output: list[str] = []
+        self._output: collections.deque[str] = collections.deque(maxlen=OUTPUT_LINES_KEPT)
 
     @property
     def ws_url(self) -> str:
@@ -193,16 +195,16 @@ class LocalExchange:
             if time.monotonic() > deadline:
                 self._stop_subprocess()
                 raise ExchangeError(f"`midas exchange` printed no URL within {START_TIMEOUT_SECS:.0f} s: "
-                                    + " | ".join(self._output[-5:]))
+                                    + " | ".join(list(self._output)[-5:]))
         if self.port is None:
             code = self.process.wait(10)
             raise ExchangeError(f"`midas exchange` exited with code {code} before serving: "
-                                + " | ".join(self._output[-5:]))
+                                + " | ".join(list(self._output)[-5:]))
         return self
 
     @property
     def output(self) -> list[str]:
-        """What the subprocess printed so far (subprocess mode)."""
+        """The subprocess's last output lines, stdout and stderr (subprocess mode)."""
         return list(self._output)
 
     def _stop_subprocess(self) -> None:

@@ -13,6 +13,7 @@ import time
 import pytest
 from websockets.exceptions import InvalidStatus
 
+from midas.errors import ExchangeError
 from midas.exchange import LocalExchange, read_connections, read_sent_messages
 
 
@@ -262,3 +263,12 @@ def test_truth_keeps_no_file_open_per_closed_connection(tmp_path, stream_client)
         open_after = len(os.listdir("/proc/self/fd"))
     assert open_after - open_before <= 2
     assert sorted(read_sent_messages(tmp_path)) == list(range(1, 12))
+
+
+def test_subprocess_mode_reports_a_port_in_use(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ExchangeError, match=r"exited with code 2 .*cannot listen on 127.0.0.1:"):
+            LocalExchange(venue="binance", subprocess=True, port=port).start()
