@@ -127,7 +127,7 @@ def demo(
     try:
         reports = run_demo(options, console)
     except KeyboardInterrupt:
-        console.print(f"[yellow]stopped by Ctrl-C[/]: what was written so far stays in {options.data_dir} "
+        console.print(f"[yellow]stopped (Ctrl-C or SIGTERM)[/]: what was written so far stays in {options.data_dir} "
                       "(`midas inspect --data-dir ...` shows it)")
         raise
     data = Path(options.data_dir)

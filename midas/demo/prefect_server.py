@@ -3,7 +3,9 @@
 Prefect starts the same kind of server by itself when PREFECT_API_URL is unset, but as a child in
 the demo's process group: Ctrl-C in the terminal would then kill the server at once, and the flow
 runs, stopping, could no longer report their final state (the Prefect client retries for minutes).
-Here the server runs in a new session, the demo stops its flows first and then the server.
+Here the server runs in a new session, the demo stops its flows first and then the server. A small
+watchdog process (this module's `__main__`) runs the server and stops it when the demo's process is
+gone, so a demo killed without cleanup (SIGKILL) leaves no server behind.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import atexit
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -65,9 +68,11 @@ class TemporaryPrefectServer:
                "PREFECT__SERVER_FINAL": "1",
                **get_current_settings().to_environment_variables(exclude_unset=True)}
         env.pop("PREFECT_API_URL", None)
-        cmd = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
-               "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-               "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        uvicorn = [sys.executable, "-m", "uvicorn", "--app-dir", str(Path(prefect.__file__).parent.parent),
+                   "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+                   "--port", str(self.port), "--log-level", "error", "--lifespan", "on"]
+        # Through the watchdog below: the server also stops when this process dies without cleanup.
+        cmd = [sys.executable, "-m", "midas.demo.prefect_server", str(os.getpid()), *uvicorn]
         # Its output goes to a temporary file, not a pipe nobody reads (a full pipe would block it).
         self._output = tempfile.TemporaryFile()
         self.process = subprocess.Popen(cmd, env=env, start_new_session=True, stdout=self._output,
@@ -107,3 +112,26 @@ class TemporaryPrefectServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _serve_while_parent_lives(parent: int, cmd: list[str]) -> int:
+    """Run `cmd` until it exits, this process gets SIGTERM, or `parent` is gone; return its code."""
+    child = subprocess.Popen(cmd)
+
+    def stop(signum, frame) -> None:
+        child.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    while child.poll() is None:
+        if os.getppid() != parent:
+            child.terminate()
+        try:
+            child.wait(timeout=1.0)
+        except subprocess.TimeoutExpired:
+            continue
+    return child.returncode
+
+
+if __name__ == "__main__":
+    sys.exit(_serve_while_parent_lives(int(sys.argv[1]), sys.argv[2:]))

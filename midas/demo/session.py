@@ -112,16 +112,21 @@ def _flush_prefect_logs() -> None:
 
 
 class InterruptWatch:
-    """Remembers a Ctrl-C (SIGINT) even when a library swallows the KeyboardInterrupt it raises.
+    """Remembers a Ctrl-C (SIGINT) or SIGTERM even when a library swallows the KeyboardInterrupt it
+    raises for it.
 
     Ctrl-C reaches the whole process group: the collector child stops cleanly on it, and the
     collection flow then ends as if its time were up. `check()` after each stage turns the
-    remembered Ctrl-C into a KeyboardInterrupt, so the demo stops instead of processing on.
+    remembered Ctrl-C into a KeyboardInterrupt, so the demo stops instead of processing on. SIGTERM
+    (`kill`, a service manager) is handled the same way, so the exchange and the Prefect server are
+    stopped by their context managers instead of being left behind.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.seen = False
-        self._previous = None
+        self._previous: dict = {}
 
     def _handler(self, signum, frame) -> None:
         self.seen = True
@@ -129,12 +134,13 @@ class InterruptWatch:
 
     def __enter__(self) -> "InterruptWatch":
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            self._previous = {sig: signal.signal(sig, self._handler) for sig in self.SIGNALS}
         return self
 
     def __exit__(self, *exc) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
+        self._previous = {}
 
     def check(self) -> None:
         if self.seen:

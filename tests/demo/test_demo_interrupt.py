@@ -15,19 +15,20 @@ from midas.demo.runner import InterruptWatch
 from midas.layout import list_raw_files
 
 
-def test_interrupt_watch_remembers_a_swallowed_ctrl_c():
-    previous = signal.getsignal(signal.SIGINT)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_watch_remembers_a_swallowed_interrupt(signum):
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     with InterruptWatch() as watch:
         watch.check()                                   # nothing yet
         try:
-            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signum)
             time.sleep(5)                               # interrupted at once by the handler
         except KeyboardInterrupt:
             pass                                        # what a library swallowing it does
         assert watch.seen
         with pytest.raises(KeyboardInterrupt):
             watch.check()
-    assert signal.getsignal(signal.SIGINT) is previous
+    assert {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)} == previous
 
 
 @pytest.mark.slow
@@ -50,7 +51,7 @@ def test_ctrl_c_stops_the_demo_cleanly(tmp_path):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, out[-3000:]
-    assert "stopped by Ctrl-C" in out
+    assert "stopped (Ctrl-C or SIGTERM)" in out
     for symbol in ("BTCUSDT", "ETHUSDT"):
         assert list_raw_files(data_dir, "binance-futures", symbol)
         assert not list_raw_files(data_dir, "binance-futures", symbol, partial=True)
