@@ -36,6 +36,7 @@ log = logging.getLogger("midas.supervisor")
 
 HEALTH_PREFIX = "MIDAS-HEALTH "
 PID_FILE = "collector.pid"
+PREVIOUS_COLLECTOR_WAIT_SECS = 60.0
 _LEVELS = {"DEBUG": logging.DEBUG, "INFO": logging.INFO, "WARNING": logging.WARNING,
            "ERROR": logging.ERROR, "CRITICAL": logging.CRITICAL}
 
@@ -54,20 +55,39 @@ def pid_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "state" / PID_FILE
 
 
-def running_collector_pid(settings: Settings) -> int | None:
-    """The pid of the supervised collector if one is alive, else None."""
-    path = pid_file(settings)
-    try:
-        pid = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
+def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None
+        return False
     except PermissionError:
-        return pid
-    return pid
+        return True
+    try:                                    # a zombie (exited, not yet reaped) is not running
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True
+    return "\nState:\tZ" not in status
+
+
+def running_collector_pid(settings: Settings) -> int | None:
+    """The pid of the supervised collector if one is alive, else None."""
+    try:
+        pid = int(pid_file(settings).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _wait_for_previous_collector(settings: Settings) -> None:
+    """Two collectors must never write the same raw files: give a previous one (e.g. orphaned by a
+    killed flow run, it stops within seconds) time to finish, else refuse to start."""
+    deadline = time.monotonic() + PREVIOUS_COLLECTOR_WAIT_SECS
+    while (pid := running_collector_pid(settings)) is not None:
+        if time.monotonic() >= deadline:
+            raise CollectorError(
+                f"another collector (pid {pid}, {pid_file(settings)}) is still running on "
+                f"{settings.data_dir}; stop it first (two collectors would write the same raw files)")
+        time.sleep(0.5)
 
 
 def _forward_log_line(line: str) -> None:
@@ -99,13 +119,17 @@ def run_collector_process(settings: Settings, until: float | None = None,
     def handle_stdout(line: str) -> None:
         nonlocal reports
         if line.startswith(HEALTH_PREFIX):
-            report = json.loads(line[len(HEALTH_PREFIX):])
             reports += 1
-            if on_health is not None:
-                on_health(report.pop("line"), report)
+            try:
+                report = json.loads(line[len(HEALTH_PREFIX):])
+                if on_health is not None:
+                    on_health(report.pop("line"), report)
+            except Exception as e:  # a bad report or callback must not stop reading the child's output
+                log_kv(log, "health report not handled", logging.WARNING, error=repr(e))
         elif line.strip():
             logging.getLogger("midas.collector").info(line)
 
+    _wait_for_previous_collector(settings)
     child = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              bufsize=1, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     path = pid_file(settings)

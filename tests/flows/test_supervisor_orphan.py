@@ -66,3 +66,28 @@ def test_collector_stops_cleanly_when_its_supervisor_is_killed(tmp_path):
     _wait_for(lambda: not os.path.exists(f"/proc/{child}") or
               open(f"/proc/{child}/status").read().split("State:")[1].split()[0] == "Z",
               "the collector process to exit", timeout=30)
+
+
+def test_a_second_collector_on_the_same_data_is_refused(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    import midas.supervisor
+    from midas.cli import main
+    from midas.errors import CollectorError
+
+    monkeypatch.setattr(midas.supervisor, "PREVIOUS_COLLECTOR_WAIT_SECS", 1.0)
+    settings = load_settings(env_file=None, data_dir=tmp_path, venue=VENUE, symbols=["BTCUSDT"])
+    running = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        pid_path = midas.supervisor.pid_file(settings)
+        pid_path.parent.mkdir(parents=True)
+        pid_path.write_text(f"{running.pid}\n")
+        with pytest.raises(CollectorError, match=f"another collector \\(pid {running.pid}, .*\\) is still running"):
+            midas.supervisor.run_collector_process(settings, until=time.time() + 5)
+        assert main(["ops", "status", "--data-dir", str(tmp_path)]) == 0
+        assert f"supervised collector: running, pid {running.pid}" in capsys.readouterr().out
+    finally:
+        running.kill()
+        running.wait(timeout=30)
+    assert midas.supervisor.running_collector_pid(settings) is None
+    assert list_raw_files(tmp_path, VENUE, "BTCUSDT") == []
