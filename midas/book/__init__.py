@@ -8,8 +8,8 @@ Public API:
 
 Modules: decimals (exact units), orderbook (the book), records (raw records -> typed values),
 sync (Binance's sync procedure + grid sampling + gaps), grid (grid times, row columns),
-reader (raw files in receive order), checkpoint (end-of-hour state), partitions (Parquet),
-rebuild (one hour end to end).
+reader (raw files in receive order, by zstd frame), scan (one read: records -> machine and
+trades), checkpoint (end-of-hour state), partitions (Parquet), rebuild (one hour end to end).
 """
 
 from midas.book.rebuild import RebuildResult, raw_hours, rebuild_hour
