@@ -154,6 +154,8 @@ class StreamClient:
         self.closed = threading.Event()
         self.opened = threading.Event()
         self.close_code: int | None = None
+        self.opened_at: float | None = None
+        self.closed_at: float | None = None
         self.error: BaseException | None = None
         self._loop = asyncio.new_event_loop()
         self._ws = None
@@ -172,6 +174,7 @@ class StreamClient:
             try:
                 async with connect(self.url, max_size=None, ping_interval=None) as ws:
                     self._ws = ws
+                    self.opened_at = time.monotonic()
                     self.opened.set()
                     try:
                         async for frame in ws:
@@ -180,6 +183,7 @@ class StreamClient:
                     except ConnectionClosed:
                         pass
                     self.close_code = ws.close_code
+                    self.closed_at = time.monotonic()
             except BaseException as e:  # reported to the test
                 self.error = e
                 self.opened.set()

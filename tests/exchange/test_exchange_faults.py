@@ -18,7 +18,6 @@ def test_disconnect_every_drops_connections_without_close_frame(stream_client):
         client = stream_client(f"{ex.ws_url}/stream?streams={DEPTH}")
         assert client.closed.wait(30)
         assert client.close_code == 1006          # abnormal closure: no close frame
-        assert len(client.frames) >= 1
 
 
 def test_drop_diffs_makes_one_sequence_gap_of_exactly_n_diffs(stream_client):
@@ -109,4 +108,4 @@ def test_max_connection_age_closes_with_a_close_frame(stream_client):
         client = stream_client(f"{ex.ws_url}/stream?streams={DEPTH}")
         assert client.closed.wait(30)
         assert client.close_code == 1001
-        assert len(client.frames) >= 1
+        assert client.closed_at - client.opened_at >= 0.75    # closed at its age, not before
