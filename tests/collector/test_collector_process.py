@@ -100,7 +100,7 @@ def test_sigkill_then_restart_salvages_every_flushed_record(tmp_path, coll):
         assert len(got) >= 15
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_and_sigint_finalize_every_file_within_5_seconds(tmp_path, coll, sig):
     data = tmp_path / "data"
     with LocalExchange(venue=VENUE, symbols=SYMBOLS, seed=4, truth_dir=tmp_path / "truth") as ex:

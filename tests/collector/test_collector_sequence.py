@@ -65,9 +65,8 @@ def test_snapshot_opens_file_only_when_not_behind_the_stream():
     assert t.snapshot_opens_file(500) is True
 
 
-@pytest.mark.parametrize("venue,diffs,expected_u", [
-    ("binance", 6495, None), ("binance-futures", 9022, None)])
-def test_real_recordings_have_no_gap_and_their_snapshot_anchors(recordings, venue, diffs, expected_u):
+@pytest.mark.parametrize("venue,diffs", [("binance", 6495), ("binance-futures", 9022)])
+def test_real_recordings_have_no_gap_and_their_snapshot_anchors(recordings, venue, diffs):
     tracker = SequenceTracker(futures=venue == "binance-futures")
     verdicts = {v: 0 for v in DiffVerdict}
     snapshot_id = None
