@@ -1,17 +1,17 @@
-"""End to end against the local exchange: the collector records a futures market with gaps
+"""End to end against the local exchange: the collector records a market (each venue) with gaps
 (dropped diffs), duplicates, disconnects and malformed frames injected; the rebuild's rows are
 compared with the exchange's ground truth book at every grid time."""
 
 from __future__ import annotations
 
 import pyarrow.parquet as pq
+import pytest
 
 from midas.book import raw_hours, rebuild_hour
 from midas.collector import run_collector
 from midas.config import load_settings
 from midas.exchange import Faults, LocalExchange, read_truth_book, read_truth_trades
 
-VENUE = "binance-futures"
 
 
 def _levels(row, side):
@@ -24,17 +24,18 @@ def _levels(row, side):
     return out
 
 
-def test_rows_equal_the_exchange_truth_and_missing_rows_lie_in_gaps(tmp_path):
+@pytest.mark.parametrize("venue", ["binance-futures", "binance"])
+def test_rows_equal_the_exchange_truth_and_missing_rows_lie_in_gaps(tmp_path, venue):
     truth_dir, data = tmp_path / "truth", tmp_path / "data"
     faults = Faults(drop_diffs=3, drop_every_secs=2.0, duplicate_every=7, malformed_every=13,
                     disconnect_every_secs=3.5)
-    with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=7, faults=faults,
+    with LocalExchange(venue=venue, symbols=["BTCUSDT"], seed=7, faults=faults,
                        truth_dir=truth_dir) as ex:
         settings = load_settings(env_file=None, data_dir=data, ws_url=ex.ws_url, rest_url=ex.rest_url,
-                                 venue=VENUE, symbols=["BTCUSDT"], reconnect_delay_secs=0.2,
+                                 venue=venue, symbols=["BTCUSDT"], reconnect_delay_secs=0.2,
                                  stall_timeout_secs=5)
         run_collector(settings, duration=8)
-    results = [rebuild_hour(settings, VENUE, "BTCUSDT", h) for h in raw_hours(settings, VENUE, "BTCUSDT")]
+    results = [rebuild_hour(settings, venue, "BTCUSDT", h) for h in raw_hours(settings, venue, "BTCUSDT")]
     rows = [r for res in results for r in pq.read_table(res.paths["book"]).to_pylist()]
     gaps = [g for res in results for g in pq.read_table(res.paths["gaps"]).to_pylist()]
     trades = [t for res in results for t in pq.read_table(res.paths["trades"]).to_pylist()]
