@@ -49,6 +49,7 @@ class SymbolState:
     opening_since: float = 0.0            # monotonic time it arrived
     duplicates: int = 0
     stale_snapshots: int = 0
+    behind_in_a_row: int = 0              # rotation snapshots behind the stream since the last rotation
 
     def last_id(self, kind: str) -> int | None:
         if kind == "depth":
@@ -307,6 +308,7 @@ class MessageRouter:
             tracker.on_snapshot(lid)
             state.files.open_with_snapshot(snap, state.rotation_reason)
             state.rotation_reason = None
+            state.behind_in_a_row = 0
             return
         if not tracker.in_sync:
             if tracker.on_snapshot(lid) is SnapshotVerdict.STALE:
@@ -318,6 +320,14 @@ class MessageRouter:
             return
         if state.rotation_reason is not None:
             state.stale_snapshots += 1    # behind the stream: cannot open a file, fetch again
+            state.behind_in_a_row += 1
+
+    def retry_delay(self, state: SymbolState) -> float:
+        """Seconds before asking again after rotation snapshots behind the stream: 0.5 s doubling to
+        30 s, so an exchange whose REST lags its stream cannot drain the weight budget."""
+        if state.rotation_reason is None or state.behind_in_a_row == 0 or not state.tracker.in_sync:
+            return 0.0
+        return min(30.0, 0.5 * 2 ** (state.behind_in_a_row - 1))
 
 
 def _short_url(url: str) -> str:

@@ -152,7 +152,11 @@ class Collector:
                 raise CollectorError(str(e)) from e
             self.router.on_snapshot(state, snap)
             if self.router.needs_snapshot(state):
-                self._request_snapshot(state)
+                delay = self.router.retry_delay(state)
+                if delay > 0:
+                    asyncio.get_running_loop().call_later(delay, self._request_snapshot, state)
+                else:
+                    self._request_snapshot(state)
 
     # Timers ---------------------------------------------------------------------------------------
 

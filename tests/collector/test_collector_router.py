@@ -139,6 +139,9 @@ def test_stale_snapshots_are_not_written_and_a_rotation_waits_for_one_not_behind
     router.on_message(c, depth(41, 50, 40), 8)
     router.on_snapshot(state, snapshot(45, 9))            # behind u=50: cannot open a file
     assert state.files.current.final_path == first and router.needs_snapshot(state)
+    assert router.retry_delay(state) == 0.5
+    router.on_snapshot(state, snapshot(46, 9))
+    assert router.retry_delay(state) == 1.0              # doubling while they stay behind
     router.on_snapshot(state, snapshot(50, 10))           # not behind: the new file starts with it
     router.on_message(c, depth(51, 60, 50), 11)
     state.files.close("end")
@@ -148,7 +151,8 @@ def test_stale_snapshots_are_not_written_and_a_rotation_waits_for_one_not_behind
     assert f1[4]["detail"] == "sequence gap: expected pu=30, got pu=31 (u=40)"
     assert f1[6]["detail"] == "snapshot lastUpdateId=38 after gap"
     assert ids(f2) == [("S", 50), ("d", 60), ("E", "shutdown")]
-    assert state.rotation_reason is None and state.stale_snapshots == 3
+    assert state.rotation_reason is None and state.stale_snapshots == 4
+    assert router.retry_delay(state) == 0.0
 
 
 def test_a_first_snapshot_is_held_until_a_diff_shows_it_anchors(tmp_path):
