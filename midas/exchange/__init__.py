@@ -9,7 +9,9 @@ Public API
                        subprocess=False, **options) as ex:
         ex.ws_url      # "ws://127.0.0.1:PORT"   (WebSocket: /stream?streams=..., /ws/<stream>)
         ex.rest_url    # "http://127.0.0.1:PORT" (REST: /api/v3/depth or /fapi/v1/depth, ping, time)
-        ex.stats()     # {"ticks", "max_lag_ms", "mean_lag_ms", "messages_sent", "connections", ...}
+        ex.port        # the port (WebSocket and REST)
+        ex.stats()     # in-thread: {"ticks", "max_lag_ms", "mean_lag_ms", "messages_sent", "connections", ...}
+        ex.output      # subprocess: its last output lines (the stats are printed when it stops)
     # ex.stop() is called on leaving the block; the truth files are complete after it.
 
     venue      "binance" or "binance-futures"; None = futures, or the recording's venue in replay
