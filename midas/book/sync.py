@@ -111,6 +111,8 @@ class BookSync:
                 return
             self.next_grid = grid_at_or_after(d.ts, self.interval)
             if self.gap is not None:
+                if self.gap[0] is None or self.gap[0] > d.ts:   # (a snapshot's E after its bridge)
+                    self.gap[0] = d.ts
                 self.gap[1] = d.ts
                 self.gap[4] = d.last_id
                 self.gaps.append(tuple(self.gap))
@@ -128,7 +130,7 @@ class BookSync:
             return
         self._load(s)
 
-    def on_event(self, kind: str, ts: int | None = None) -> None:
+    def on_event(self, kind: str) -> None:
         if kind == "disconnected":
             self.saw_disconnect = True
 

@@ -179,3 +179,15 @@ def test_a_recorder_clock_far_off_is_reported(tmp_path):
     assert trades == [
         {"ts": (B + 1000) * 1000, "trade_id": 7, "price": 10.5, "qty": 0.25, "is_buyer_maker": False, "trade_type": None},
         {"ts": (B + 2000) * 1000, "trade_id": 8, "price": 10.6, "qty": 0.5, "is_buyer_maker": True, "trade_type": None}]
+
+
+def test_a_gap_never_ends_before_it_starts(tmp_path):
+    """The first record is a futures snapshot whose E is later than the diff that bridges it."""
+    v = "binance-futures"
+    items = [g.snapshot(v, 100, [("50", "1")], [("51", "1")], e_ms=B + 1100),
+             g.depth(v, B + 1050, 90, 105, 80, bids=[("50", "2")]),
+             g.depth(v, B + 1200, 106, 110, 105, asks=[("51", "3")])]
+    r, t = _run(tmp_path, v, items, depth=1)
+    assert t["gaps"] == [_gap(1050, 1050, "no_snapshot", None, 105)]
+    assert t["book"] == [_row(1100, [(50.0, 2.0)], [(51.0, 1.0)], 105, 50, depth=1),
+                         _row(1200, [(50.0, 2.0)], [(51.0, 3.0)], 110, 0, depth=1)]
