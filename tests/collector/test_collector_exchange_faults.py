@@ -24,19 +24,19 @@ class Outcome:
     got: dict                # symbol -> data records only
 
 
-def run_against(tmp_path, coll, faults, until, *, options=None, timeout=30.0, **settings_kw):
+def run_against(tmp_path, coll, faults, until, *, options=None, timeout=30.0, venue=VENUE, **settings_kw):
     truth = tmp_path / "truth"
     data = tmp_path / "data"
     kw = dict(reconnect_delay_secs=0.2, stall_timeout_secs=5.0) | settings_kw
-    with LocalExchange(venue=VENUE, symbols=SYMBOLS, seed=5, faults=faults, truth_dir=truth) as ex:
+    with LocalExchange(venue=venue, symbols=SYMBOLS, seed=5, faults=faults, truth_dir=truth) as ex:
         settings = load_settings(env_file=None, data_dir=data, ws_url=ex.ws_url, rest_url=ex.rest_url,
-                                 venue=VENUE, symbols=SYMBOLS, **kw)
+                                 venue=venue, symbols=SYMBOLS, **kw)
         with coll.RunningCollector(settings, options or CollectorOptions(health_interval_secs=1)) as run:
             run.wait_for(lambda: until(run.collector), timeout=timeout, what="the fault to show")
             ex.stop()
             run.wait_for(run.all_disconnected, timeout=20, what="the final disconnect")
-    records = {s: coll.collected(data, VENUE, s) for s in SYMBOLS}
-    return Outcome(run.summary, coll.sent_records(truth, VENUE), records,
+    records = {s: coll.collected(data, venue, s) for s in SYMBOLS}
+    return Outcome(run.summary, coll.sent_records(truth, venue), records,
                    {s: coll.data_records(r) for s, r in records.items()})
 
 
@@ -164,13 +164,19 @@ def test_server_closing_old_connections_loses_nothing(tmp_path, coll):
         assert "closed by the server (code 1001" in _events(out.records[s], "disconnected")[0]
 
 
-def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll):
+@pytest.mark.parametrize("venue,streams", [("binance-futures", ["depth", "trade"]),
+                                           ("binance", ["depth", "trade", "bookTicker"])])
+def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll, venue, streams):
     options = CollectorOptions(health_interval_secs=1, min_overlap_secs=0.3, overlap_timeout_secs=10)
     out = run_against(tmp_path, coll, Faults(), lambda c: sum(s.connects for s in c.supervisors) >= 3,
-                      options=options, max_connection_age_secs=1.5)
+                      options=options, max_connection_age_secs=1.5, venue=venue, streams=streams)
     assert out.summary.gaps == 0
+    kinds = [("depth", "last_update_id"), ("trade", "trade_id")]
+    if "bookTicker" in streams:
+        kinds.append(("book_ticker", "update_id"))
+        assert out.summary.messages["book_ticker"] > 20
     for s in SYMBOLS:
-        for kind, key in (("depth", "last_update_id"), ("trade", "trade_id")):
+        for kind, key in kinds:
             sent = {}
             for recs in out.sent.per_connection.values():
                 for r in recs:
@@ -180,7 +186,10 @@ def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll)
             # Every message sent on any connection, once, in exchange order, equal field by field.
             assert [coll.strip_local(r) for r in got] == [sent[k] for k in sorted(sent)], (s, kind)
         depth = [r for r in out.got[s] if r["type"] == "depth"]
-        assert all(b["prev_update_id"] == a["last_update_id"] for a, b in zip(depth, depth[1:]))
+        if venue == "binance-futures":
+            assert all(b["prev_update_id"] == a["last_update_id"] for a, b in zip(depth, depth[1:]))
+        else:
+            assert all(b["first_update_id"] == a["last_update_id"] + 1 for a, b in zip(depth, depth[1:]))
         connected = _events(out.records[s], "connected")
         assert len(connected) >= 3
         assert all("(planned reconnect, overlapping: nothing missed)" in d for d in connected[1:])
