@@ -196,3 +196,32 @@ def test_cli_features_recomputes_and_registers(tmp_path, clean, capsys):
         ("book", 4), ("features", 4)]
     assert main(["features", "--data-dir", str(tmp_path), "--hour", "2024-07-18T11"]) == 2
     assert "no clean/book partition for binance-futures BTCUSDT hour 2024-07-18T11" in capsys.readouterr().err
+
+
+def test_hour_boundary_by_hand(tmp_path, clean):
+    prev, hour = "2024-07-18T09", H
+    clean.write(tmp_path, "book", FUT, SYM, prev, clean.book_table([
+        {"ts": clean.t(prev, 3_599_800), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]},
+        {"ts": clean.t(prev, 3_599_900), "bids": [(100.0, 3.0)], "asks": [(100.5, 1.0)]},   # ofi 2.0
+    ]))
+    clean.write(tmp_path, "trades", FUT, SYM, prev, clean.trades_table([
+        (clean.t(prev, 3_599_950), 7, 100.5, 0.75, False, "MARKET"),   # in (10:00 - 100 ms, 10:00]
+    ]))
+    clean.write(tmp_path, "book", FUT, SYM, hour, clean.book_table([
+        {"ts": clean.t(hour, 0), "bids": [(100.5, 0.5)], "asks": [(101.0, 2.0)]},  # bid up, ask up
+        {"ts": clean.t(hour, 100), "bids": [(100.5, 0.5)], "asks": [(101.0, 1.5)]},
+    ]))
+    clean.write(tmp_path, "trades", FUT, SYM, hour, clean.trades_table([]))
+    s = settings(tmp_path, ofi_window=3)
+    first = features_rows(compute_features_hour(s, FUT, SYM, prev))
+    assert [r["ofi"] for r in first] == [None, 2.0]
+    out = features_rows(compute_features_hour(s, FUT, SYM, hour))
+    # 10:00:00.000 against 09:59:59.900: e_b = +qb = 0.5 (bid up); e_a = +qa' = 1.0 (ask up)
+    assert [r["ofi"] for r in out] == [1.5, 0.5]
+    # ofi_10 over (ts - 300 ms, ts]: 09:59:59.800 (null), .900 (2.0), 10:00:00.000 (1.5)
+    assert [r["ofi_10"] for r in out] == [3.5, 4.0]
+    assert [r["ofi_cumulative"] for r in out] == [3.5, 4.0]
+    assert [r["taker_buy_volume"] for r in out] == [0.75, 0.0]
+    assert [r["trade_count"] for r in out] == [1, 0]
+    assert [r["last_trade_px"] for r in out] == [100.5, 100.5]
+    assert [r["last_trade_qty"] for r in out] == [0.75, 0.75]
