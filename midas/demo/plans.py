@@ -16,9 +16,9 @@ SIMULATED_SYMBOLS = ("BTCUSDT", "ETHUSDT")
 SIMULATED_VENUE = "binance-futures"
 FIRST_SEED = 7
 DEMO_ROTATION_HOURS = 0.01          # 36 s: a 2-minute demo rotates its files three times
-DEMO_QUERIES = (("minute_bars", "per symbol and minute: midprice, spread and imbalance"),
+DEMO_QUERIES = (("minute_bars", "per venue, symbol and minute: midprice, spread and imbalance"),
                 ("ofi_predicts_next_move", "does order-flow imbalance predict the next midprice move?"),
-                ("trade_flow", "trades per symbol: volume, VWAP, taker buy share"))
+                ("trade_flow", "trades per venue and symbol: volume, VWAP, taker buy share"))
 RECORDINGS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "binance"
 REAL_RECORDINGS = (("binance-futures", "usdm-btcusdt-2024-07-18T2357.txt.gz"),
                    ("binance", "spot-btcusdt-2024-08-08T2354.txt.gz"))

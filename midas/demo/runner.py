@@ -117,10 +117,9 @@ def _batch_stage_timings(summaries: list[Any], catalog_seconds: float, catalog_p
 
 
 def run_queries(settings: Settings) -> list[QueryResult]:
+    """The three example queries of sql/demo/ on the catalog, with the `midas query` line for each."""
     from midas.catalog import run_query
-    from midas.sqlfiles import sql_text
-
-    from midas.sqlfiles import sql_path
+    from midas.sqlfiles import sql_path, sql_text
 
     results = []
     for name, title in DEMO_QUERIES:
@@ -196,6 +195,8 @@ def publish_summary_artifact(report: DemoReport) -> None:
 
 def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = True,
              interrupts: InterruptWatch | None = None) -> DemoReport:
+    """One venue: collect (or capture a replay and import the recording), process every collected
+    hour, rebuild the catalog, draw the charts and return the report (also published to Prefect)."""
     from midas.catalog import rebuild_catalog
     from midas.inspection import take_inventory
 
