@@ -120,6 +120,21 @@ def check_data_dir(data_dir: Path, disk_usage: Callable = shutil.disk_usage) -> 
     return Check("data directory", OK, found)
 
 
+def check_log_dir(log_dir: Path | None) -> Check | None:
+    """LOG_DIR, when set, exists (or can be created) and is writable; None when it is not set."""
+    if log_dir is None:
+        return None
+    log_dir = Path(log_dir)
+    if log_dir.exists() and not log_dir.is_dir():
+        return Check("log directory", FAIL, f"{log_dir} exists but is not a directory",
+                     "set LOG_DIR to a directory, or unset it to log to the terminal only")
+    base = log_dir if log_dir.is_dir() else _existing_ancestor(log_dir)
+    if not os.access(base, os.W_OK | os.X_OK):
+        return Check("log directory", FAIL, f"{base} is not writable",
+                     f"give your user write access to {base} or set LOG_DIR to a writable place")
+    return Check("log directory", OK, f"{log_dir}" + ("" if log_dir.is_dir() else f" (will be created under {base})"))
+
+
 def format_bytes(n: float) -> str:
     for unit in ("B", "KB", "MB", "GB", "TB"):
         if abs(n) < 1024 or unit == "TB":
@@ -269,6 +284,9 @@ def run_checks(load: Callable[[], Settings] = load_settings, prefect_url: str | 
     checks.append(config_check)
     if settings is not None:
         checks.append(check_data_dir(settings.data_dir))
+        log_check = check_log_dir(settings.log_dir)
+        if log_check is not None:
+            checks.append(log_check)
         stream = settings.venue_spec.combined_stream_url(settings.ws_url, [f"{settings.symbols[0].lower()}@trade"])
         checks.append(check_websocket(settings.ws_url, stream, timeout))
         checks.append(check_rest(settings.rest_url, settings.venue_spec.depth_path, settings.symbols[0],

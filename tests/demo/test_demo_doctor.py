@@ -98,6 +98,17 @@ def test_data_dir_free_space_thresholds(tmp_path):
     assert doctor.check_data_dir(a_file).status == "fail"
 
 
+def test_log_dir_check(tmp_path):
+    assert doctor.check_log_dir(None) is None
+    assert doctor.check_log_dir(tmp_path) == doctor.Check("log directory", "ok", str(tmp_path))
+    later = doctor.check_log_dir(tmp_path / "logs" / "x")
+    assert later == doctor.Check("log directory", "ok", f"{tmp_path / 'logs' / 'x'} (will be created under "
+                                                        f"{tmp_path.resolve()})")
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    assert doctor.check_log_dir(a_file).status == "fail"
+
+
 def test_data_dir_not_writable(tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
