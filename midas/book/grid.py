@@ -44,12 +44,12 @@ class _FloatCache(dict):
         return value
 
 
-_FLOATS = _FloatCache()
+FLOATS = _FloatCache()     # shared: units -> float64
 
 
 def level_values(bids: Sequence[Level], asks: Sequence[Level], depth: int) -> tuple:
     """The 4 × depth price/size columns of a row, from the best levels (best first, at most depth)."""
-    fl = _FLOATS
+    fl = FLOATS
     out: list = []
     for levels in (bids, asks):
         pad = [None] * (depth - len(levels))

@@ -80,6 +80,21 @@ class OrderBook:
         self.top_changed = False
         return [(p, bids[p]) for p in bid_prices], [(p, asks[p]) for p in ask_prices]
 
+    def top_columns(self, to_float) -> tuple:
+        """The best `depth` levels as grid-row columns: bid prices, bid sizes, ask prices, ask
+        sizes (best first, None where a side has fewer levels), each value mapped by to_float."""
+        depth = self.depth
+        bid_prices = self._bid_prices[-depth:][::-1]
+        ask_prices = self._ask_prices[:depth]
+        bids, asks = self.bids, self.asks
+        self.top_changed = False
+        bid_pad = [None] * (depth - len(bid_prices))
+        ask_pad = [None] * (depth - len(ask_prices))
+        return tuple([to_float[p] for p in bid_prices] + bid_pad
+                     + [to_float[bids[p]] for p in bid_prices] + bid_pad
+                     + [to_float[p] for p in ask_prices] + ask_pad
+                     + [to_float[asks[p]] for p in ask_prices] + ask_pad)
+
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)
 

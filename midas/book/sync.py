@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from midas.book.grid import grid_at_or_after, level_values
+from midas.book.grid import FLOATS, grid_at_or_after
 from midas.book.orderbook import OrderBook
 from midas.book.records import Diff, Snapshot
 
@@ -206,8 +206,7 @@ class BookSync:
 
     def _row_levels(self) -> tuple:
         if self.book.top_changed or self._cached_levels is None:
-            bids, asks = self.book.top()
-            self._cached_levels = level_values(bids, asks, self.depth)
+            self._cached_levels = self.book.top_columns(FLOATS)
         return self._cached_levels
 
     def _emit_before(self, ts: int) -> None:

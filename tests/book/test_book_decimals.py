@@ -64,3 +64,12 @@ def test_book_verbs():
     assert book.best_bid() == (100, 1) and book.best_ask() == (101, 3) and not book.is_crossed()
     book.apply([(101, 1)], [])
     assert book.is_crossed() and len(book) == 6
+
+
+def test_top_columns_are_the_grid_row_layout():
+    from midas.book.grid import FLOATS, level_values
+    book = OrderBook(depth=3)
+    book.reset([(10_000_000_000, 150_000_000), (9_900_000_000, 2)], [(10_100_000_000, 300_000_000)])
+    columns = book.top_columns(FLOATS)
+    assert columns == (100.0, 99.0, None, 1.5, 2e-08, None, 101.0, None, None, 3.0, None, None)
+    assert columns == level_values(*book.top(), 3)
