@@ -2,9 +2,10 @@
 Prefect). One asyncio loop runs every connection, the snapshot workers, the flush/rotation timer
 and the health reporter; all file writes happen on that loop, so no locks are needed.
 
-Start: salvage `.partial` files left by a crash (each symbol's next file records a `salvaged`
-event), open the connections (symbols split so that no connection carries more than
-`max_streams_per_connection` streams), fetch a snapshot per symbol (paced by weight).
+Start: salvage `.partial` files left by a crash, of every symbol of the venue (each collected
+symbol's next file records a `salvaged` event), open the connections (symbols split so that no
+connection carries more than `max_streams_per_connection` streams), fetch a snapshot per symbol
+(paced by weight).
 Stop (duration over, stop event, SIGINT/SIGTERM): close the connections, write a `shutdown`
 event into every file, flush and rename every file to its final name. A write error (ENOSPC...)
 stops everything the same way and raises `CollectorError` naming the file.
@@ -30,7 +31,7 @@ from midas.collector.snapshots import SnapshotClient, WeightPacer
 from midas.collector.writer import SymbolFiles
 from midas.config import Settings
 from midas.errors import CollectorError, ExchangeError, MidasError, RawFileError
-from midas.layout import list_raw_files
+from midas.layout import list_raw_files, list_symbols
 from midas.logs import log_kv
 from midas.raw import SalvageReport, salvage_partial
 from midas.venues import stream_names
@@ -203,11 +204,14 @@ class Collector:
     async def run(self, duration: float | None, stop: asyncio.Event) -> CollectorSummary:
         started = self._health_since = time.monotonic()
         settings = self.settings
-        for symbol, state in self.states.items():
+        # Every symbol of the venue, also those not collected this time (they are only logged).
+        for symbol in sorted(set(self.states) | set(list_symbols(settings.data_dir, settings.venue))):
+            state = self.states.get(symbol)
             for report in salvage_symbol(settings, symbol):
                 self.salvaged.append(report)
-                state.startup_events.append(wire.event_record(
-                    settings.venue, symbol, "salvaged", str(report), time.time_ns() // 1000))
+                if state is not None:
+                    state.startup_events.append(wire.event_record(
+                        settings.venue, symbol, "salvaged", str(report), time.time_ns() // 1000))
         self.snapshot_queue = asyncio.Queue()
         internal_stop = asyncio.Event()
         max_streams = self.options.max_streams_per_connection or self.spec.max_streams_per_connection

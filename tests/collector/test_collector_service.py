@@ -14,7 +14,8 @@ from midas.collector import CollectorOptions, plan_groups, run_collector
 from midas.config import load_settings
 from midas.errors import CollectorError, ExchangeError
 from midas.exchange import LocalExchange
-from midas.layout import list_raw_files
+from midas.layout import list_raw_files, parse_hour, raw_file_path
+from midas.raw import RawFileWriter
 
 VENUE = "binance-futures"
 
@@ -105,6 +106,13 @@ def test_health_reports_and_trade_only_collection(tmp_path, coll, caplog):
     symbols = ["BTCUSDT", "ETHUSDT"]
     reports = []
     caplog.set_level(logging.INFO, logger="midas.collector")
+    # A crash left a .partial of a symbol not collected this time: it is finalized all the same.
+    left = RawFileWriter(raw_file_path(tmp_path / "data", VENUE, "XRPUSDT", parse_hour("2024-07-18T23"), 0),
+                         fsync=False)
+    left.write({"type": "event", "venue": VENUE, "symbol": "XRPUSDT", "exchange_ts": None, "local_ts": 1,
+                "event": "connected", "detail": "connection 1"})
+    left.flush()
+    left.abort()
     with LocalExchange(venue=VENUE, symbols=symbols, seed=8, truth_dir=tmp_path / "truth") as ex:
         settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
                                  rest_url=ex.rest_url, venue=VENUE, symbols=symbols, streams=["trade"])
@@ -115,6 +123,8 @@ def test_health_reports_and_trade_only_collection(tmp_path, coll, caplog):
             run.wait_for(run.all_disconnected, 20, "the final disconnect")
     summary = run.summary
     assert summary.snapshot_requests == 0 and summary.rest_sends == []
+    assert [r.final_path for r in summary.salvaged] == [left.final_path]
+    assert summary.salvaged[0].records_kept == 1 and left.final_path.exists()
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("collector health ")]
     assert lines[:len(reports)] == [r.line() for r in reports]
     assert sum(r.reconnects for r in reports) == 1     # the exchange went away at the end
