@@ -7,6 +7,7 @@ import asyncio
 import errno
 import logging
 import socket
+import threading
 
 import pytest
 
@@ -191,3 +192,22 @@ def test_a_symbol_refused_by_rest_stops_with_the_exchanges_answer(tmp_path):
     assert list((tmp_path / "data").rglob("*.partial")) == []
     assert len(files) == 1
     assert files[0].name.startswith("BTCUSDT_")
+
+
+def test_the_async_and_the_threaded_entry_points(tmp_path):
+    from midas.collector import collect
+
+    with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=6) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=["BTCUSDT"])
+        first = asyncio.run(collect(settings, duration=1.5))
+        stop = threading.Event()
+        timer = threading.Timer(1.5, stop.set)
+        timer.start()
+        second = run_collector(settings, stop_event=stop, handle_signals=False)
+        timer.join()
+    assert first.seconds >= 1.5 and second.seconds >= 1.5
+    assert first.messages["depth"] > 0 and second.messages["depth"] > 0
+    files = list_raw_files(tmp_path / "data", VENUE, "BTCUSDT")
+    assert files == first.files + second.files and len(files) == 2
+    assert list((tmp_path / "data").rglob("*.partial")) == []
