@@ -2,8 +2,9 @@
 `midas.scheduling.process_and_record`: rebuild -> features -> catalog, then the ledger).
 
 Hours of one symbol run in hour order (windowed features read the previous hours' books), each
-waiting for the one before; different symbols run in parallel. A failed hour holds back the later
-hours of its symbol (they stay pending and are picked up by the next run). Progress and a summary
+waiting for the one before; different symbols run in parallel. An hour is retried 3 times, 30 s
+apart, unless its error cannot go away by itself (`midas.scheduling.worth_retrying`). A failed hour
+holds back the later hours of its symbol (they stay pending and are picked up by the next run). Progress and a summary
 table (symbol, hour, rows, gaps, seconds) are published as artifacts in the Prefect UI.
 """
 
@@ -19,7 +20,7 @@ from prefect.states import StateType
 
 from midas.config import Settings
 from midas.layout import format_hour
-from midas.scheduling import HourKey, process_and_record, summary_row
+from midas.scheduling import HourKey, process_and_record, summary_row, worth_retrying
 
 # Tag of every hour task: `prefect concurrency-limit create midas-hour N` caps how many symbol-hours
 # run at once across all workers of the pool.
@@ -28,8 +29,13 @@ HOUR_RETRIES = 3
 MAX_PARALLEL_HOURS = 4
 
 
+def _retry_condition(task, task_run, state) -> bool:
+    return worth_retrying(state.result(raise_on_failure=False))
+
+
 @task(name="process-hour", retries=HOUR_RETRIES, retry_delay_seconds=30, tags=[HOUR_TAG],
-      cache_policy=NO_CACHE, task_run_name="{symbol} {hour:%Y-%m-%dT%H}")
+      cache_policy=NO_CACHE, task_run_name="{symbol} {hour:%Y-%m-%dT%H}",
+      retry_condition_fn=_retry_condition)
 def process_hour_task(settings: Settings, venue: str, symbol: str, hour) -> Any:
     return process_and_record(settings, venue, symbol, hour)
 
@@ -55,6 +61,7 @@ def run_hours(settings: Settings, keys: list[HourKey], *, retry_delay_seconds: f
     keys_by_future = {id(f): k for f, k in futures}
     rows: list[dict[str, Any]] = []
     failed: list[str] = []
+    failed_rows: list[dict[str, Any]] = []
     for done, future in enumerate(as_completed([f for f, _ in futures]), start=1):
         key = keys_by_future[id(future)]
         future.wait()            # makes `state` the final state, not the API's possibly older copy
@@ -62,17 +69,20 @@ def run_hours(settings: Settings, keys: list[HourKey], *, retry_delay_seconds: f
         label = f"{key.symbol} {format_hour(key.hour)}"
         if state.type == StateType.COMPLETED:
             rows.append(summary_row(future.result()))
-        elif state.type == StateType.PENDING:
-            failed.append(f"{label} (not run: an earlier hour of {key.symbol} failed)")
         else:
-            failed.append(f"{label} ({state.message})")
+            why = (f"not run: an earlier hour of {key.symbol} failed" if state.type == StateType.PENDING
+                   else str(future.result(raise_on_failure=False)))
+            failed.append(f"{label} ({why})")
+            failed_rows.append({"venue": key.venue, "symbol": key.symbol, "hour": format_hour(key.hour),
+                                "rows": f"FAILED: {why}", "gaps": None, "seconds": None})
         update_progress_artifact(progress_id, 100.0 * done / max(1, len(futures)),
                                  description=f"{title}: {done}/{len(futures)} symbol-hours done")
     if not futures:
         update_progress_artifact(progress_id, 100.0, description=f"{title}: nothing to do")
     rows.sort(key=lambda r: (r["hour"], r["symbol"]))
-    table = rows or [{"venue": settings.venue, "symbol": "", "hour": "", "rows": "nothing to process",
-                      "gaps": 0, "seconds": 0.0}]
+    table = sorted(rows + failed_rows, key=lambda r: (r["hour"], r["symbol"])) or [
+        {"venue": settings.venue, "symbol": "", "hour": "", "rows": "nothing to process", "gaps": 0,
+         "seconds": 0.0}]
     create_table_artifact(table, key=artifact_key,
                           description=f"{title}: {len(rows)} symbol-hours processed, {len(failed)} failed")
     logger.info("%s: %d symbol-hours processed, %d failed", title, len(rows), len(failed))

@@ -45,6 +45,8 @@ from typing import Any, Iterator, NamedTuple
 import orjson
 
 from midas.config import Settings
+from midas.errors import (CatalogError, CatalogLockedError, ConfigError, DataError,
+                          LayoutError)
 from midas.layout import (US_PER_HOUR, check_symbol, format_hour, hour_of_us, hours_between,
                           list_raw_files, parse_hour, parse_raw_file_name)
 from midas.logs import log_kv
@@ -424,3 +426,13 @@ def processed_rows(settings: Settings, keys: list[HourKey]) -> list[dict[str, An
             out.append(_row(key.venue, key.symbol, key.hour, entry.get("rows", {}), entry.get("gaps", 0),
                             entry.get("seconds", 0.0)))
     return out
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """Whether a failed hour job may succeed if simply run again: yes for a locked catalog, I/O
+    errors and anything unexpected; no for bad input or configuration (DataError, LayoutError,
+    ConfigError) and a catalog that cannot be opened at all (CatalogError other than
+    CatalogLockedError): those need a person, and retrying only delays the alert."""
+    if isinstance(error, CatalogLockedError):
+        return True
+    return not isinstance(error, (DataError, LayoutError, ConfigError, CatalogError))

@@ -177,3 +177,29 @@ def test_locked_catalog_is_retried_and_succeeds(prefect_harness, task_runs_of, i
     assert pending_hours(settings) == []
     _, rows = run_query(settings, "SELECT count(*) FROM partitions WHERE dataset = 'book'")
     assert rows == [(2,)]
+
+
+def test_permanent_failure_is_not_retried_and_holds_back_the_later_hours(prefect_harness, task_runs_of,
+                                                                          imported):
+    from prefect.artifacts import Artifact
+
+    # A directory where the catalog file belongs: the catalog cannot be opened at all (CatalogError,
+    # not a lock), which retrying cannot fix.
+    (imported / "midas.duckdb").mkdir()
+    state = hourly(data_dir=str(imported), venue=VENUE, symbols=["BTCUSDT"], retry_delay_seconds=1.0,
+                   return_state=True)
+    assert state.is_failed()
+    assert state.message.startswith("Flow run encountered an exception: RuntimeError: hourly: 2 "
+                                    "symbol-hours failed and stay pending: BTCUSDT 2024-07-18T23 (")
+    assert "BTCUSDT 2024-07-19T00 (not run: an earlier hour of BTCUSDT failed)" in state.message
+    runs = task_runs_of(state.state_details.flow_run_id)
+    (first,) = runs["BTCUSDT 2024-07-18T23"]
+    (second,) = runs["BTCUSDT 2024-07-19T00"]
+    assert (first.state.type.value, first.run_count) == ("FAILED", 1)
+    assert (second.state.type.value, second.run_count) == ("PENDING", 0)
+    table = Artifact.get("midas-hourly-summary").data
+    table = orjson.loads(table) if isinstance(table, str) else table
+    assert [(r["hour"], r["rows"].split(":")[0]) for r in table] == [(h, "FAILED") for h in HOURS]
+    assert "cannot open the catalog" in table[0]["rows"]
+    settings = load_settings(env_file=None, data_dir=imported, venue=VENUE, symbols=["BTCUSDT"])
+    assert [format(k.hour, "%Y-%m-%dT%H") for k in pending_hours(settings)] == HOURS

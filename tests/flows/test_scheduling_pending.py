@@ -270,3 +270,13 @@ def test_hours_whose_features_read_a_reprocessed_hour_are_stale(tmp_path):
     assert reasons["19T01"] == "its features read hour 2024-07-18T23, rebuilt after it"
     _process_all(s, now)
     assert pending_hours(s, now=now) == []
+
+
+def test_which_hour_job_errors_are_worth_retrying():
+    from midas.errors import (CatalogError, CatalogLockedError, ConfigError, DataError, LayoutError,
+                              RawFileError)
+    from midas.scheduling import worth_retrying
+
+    errors = [CatalogLockedError("locked"), OSError("disk"), RuntimeError("?"), RawFileError("f"),
+              CatalogError("cannot open"), DataError("bad"), LayoutError("path"), ConfigError("cfg")]
+    assert [worth_retrying(e) for e in errors] == [True, True, True, True, False, False, False, False]
