@@ -194,7 +194,11 @@ def test_rerun_and_replay_replace_partitions_with_identical_rows(rebuilt, tmp_pa
     assert replayed.started_from == "replay"
     shutil.copy(saved, cp)
     first = rebuild_hour(settings, venue, "BTCUSDT", H23[venue])
-    for r in (again, replayed, first):
+    # reading in small batches (PROCESS_BATCH_SIZE) changes nothing
+    small = rebuild_hour(settings.model_copy(update={"process_batch_size": 997}), venue, "BTCUSDT",
+                         H00[venue])
+    assert small.started_from == "checkpoint"
+    for r in (again, replayed, first, small):
         for name, p in r.paths.items():
             assert _table(p) == before[(r.hour, name)]
         assert not list(p.parent.glob(".*tmp*"))
