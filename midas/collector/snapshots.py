@@ -9,13 +9,16 @@
 * 5xx answers and network errors are retried after a doubling delay (1 s up to 60 s).
 * Other 4xx answers (an unknown symbol, a bad limit) are not retryable: `ExchangeError`.
 
-HTTP uses the standard library in a worker thread (`asyncio.to_thread`), so no extra dependency.
+HTTP uses the standard library in a daemon thread per request, so no extra dependency, and a
+request still hanging at shutdown never holds the process back (`asyncio.to_thread` would: the
+default executor is joined when the loop closes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -102,6 +105,35 @@ def http_get(url: str, timeout: float = HTTP_TIMEOUT_SECS) -> HttpAnswer:
         return HttpAnswer(e.code, body, {k.lower(): v for k, v in (e.headers or {}).items()})
 
 
+async def in_daemon_thread(fn, *args):
+    """`fn(*args)` in a daemon thread; its result (or exception) delivered to this event loop."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def deliver(ok: bool, value) -> None:
+        if future.cancelled():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def run() -> None:
+        try:
+            result = fn(*args)
+        except BaseException as e:  # handed to the awaiting coroutine
+            ok, value = False, e
+        else:
+            ok, value = True, result
+        try:
+            loop.call_soon_threadsafe(deliver, ok, value)
+        except RuntimeError:
+            pass  # the loop is closed: nobody waits for this answer any more
+
+    threading.Thread(target=run, name="midas-rest", daemon=True).start()
+    return await future
+
+
 def _retry_after(headers: dict[str, str], default: float) -> float:
     value = headers.get("retry-after")
     try:
@@ -156,7 +188,7 @@ class SnapshotClient:
             await self._paced()
             self.sends.append((self.clock(), self.weight))
             try:
-                answer = await asyncio.to_thread(self.get, url)
+                answer = await in_daemon_thread(self.get, url)
             except OSError as e:
                 delay = backoff.next_delay()
                 log_kv(log, "snapshot request failed, retrying", logging.WARNING, symbol=symbol,

@@ -132,3 +132,32 @@ def test_sigterm_and_sigint_finalize_every_file_within_5_seconds(tmp_path, coll,
         assert recs[-1]["type"] == "event" and recs[-1]["event"] == "shutdown"
         lost = coll.match_connection_prefixes(coll.data_records(recs), sent, s)
         assert list(lost) == [1]
+
+
+def test_sigterm_during_a_hanging_snapshot_request_still_exits_within_5_seconds(tmp_path, coll):
+    from midas.exchange import Faults
+
+    data = tmp_path / "data"
+    # Every snapshot answer takes 7 s: the collector holds what it receives, waiting for one.
+    # A REST thread the process had to wait for would make the exit take more than 5 s.
+    faults = Faults(rest_slow_secs=7, rest_slow_rate=1.0)
+    with LocalExchange(venue=VENUE, symbols=SYMBOLS, seed=4, faults=faults) as ex:
+        proc = _start(ex, data)
+        try:
+            _wait(lambda: ex.stats()["rest_requests"] >= 2, 60, "both snapshot requests to hang")
+            sent_at = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+            took = time.monotonic() - sent_at
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0, out
+    assert took < 5.0, took
+    for s in SYMBOLS:
+        files = list_raw_files(data, VENUE, s)
+        assert len(files) == 1
+        recs = coll.file_records(files[0])
+        assert recs[0]["type"] == "event" and recs[0]["event"] == "connected"
+        assert recs[-1]["detail"] == "collector stopped; no snapshot arrived before the end, this file has none"
+    assert list(data.rglob("*.partial")) == []
