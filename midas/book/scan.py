@@ -125,7 +125,8 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
                     if (not feed and type(trade_ts) is int and trade_lo is not None
                             and not trade_lo <= trade_ts < trade_hi):
                         continue                    # a neighbour file's trade of another hour
-                    check_identity(rec, venue, symbol)
+                    if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                        check_identity(rec, venue, symbol)
                     t = parse_trade(rec, futures)
                     trade_records += 1
                     local_ts = rec.get("local_ts")

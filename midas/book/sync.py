@@ -87,7 +87,8 @@ class BookSync:
                 self._buffer(d)
                 self._try_spare()
                 return
-            self._emit_before(d.ts)
+            if self.next_grid < d.ts:           # (else there is no grid time to emit before it)
+                self._emit_before(d.ts)
             self._apply(d)
         elif status == PENDING:
             L = self.pending_id
