@@ -106,12 +106,16 @@ def worker(
 
 @ops.command("deploy")
 def deploy(pool: str = typer.Option(WORK_POOL, help="Work pool the deployments run on.")) -> None:
-    """Create the process work pool (if needed) and register the deployments of prefect.yaml:
-    midas-collect, midas-hourly (every hour at :05 UTC) and midas-backfill."""
+    """Create the process work pool (if it does not exist yet) and register the deployments of
+    prefect.yaml: midas-collect, midas-hourly (every hour at :05 UTC), midas-symbol-hours and
+    midas-backfill. Safe to run again after changing prefect.yaml."""
     if not os.environ.get("PREFECT_API_URL"):
         raise ConfigError("PREFECT_API_URL is not set: point it at your server, e.g. "
                           "PREFECT_API_URL=http://127.0.0.1:4200/api (`make server` starts one)")
-    _run([_prefect(), "work-pool", "create", pool, "--type", "process", "--overwrite"])
+    exists = subprocess.run([_prefect(), "work-pool", "inspect", pool], env=_prefect_env(), cwd=REPO_ROOT,
+                            capture_output=True).returncode == 0
+    if not exists:                          # an existing pool keeps the settings made on it in the UI
+        _run([_prefect(), "work-pool", "create", pool, "--type", "process"])
     _run([_prefect(), "--no-prompt", "deploy", "--all"])
 
 

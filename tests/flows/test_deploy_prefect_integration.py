@@ -1,8 +1,8 @@
-"""The real thing: `prefect server start` on a free local port (its own PREFECT_HOME), the process
-work pool, `prefect --no-prompt deploy --all` of prefect.yaml, two workers, `prefect deployment run
-midas-hourly/midas-hourly`, and the hour partitions appear in the catalog. Each worker takes one
-flow run at a time, so the symbol's run (fan-out) can only go to the second worker: scaling out by
-adding workers to the pool. Everything started here is stopped by PID (the workers with SIGTERM,
+"""The real thing: `prefect server start` on a free local port (its own PREFECT_HOME), `midas ops
+deploy` (what `make deploy` runs: the process work pool, then `prefect --no-prompt deploy --all` of
+prefect.yaml), two workers, `prefect deployment run midas-hourly/midas-hourly`, and the hour
+partitions appear in the catalog. Each worker takes one flow run at a time, so the symbol's run
+(fan-out) can only go to the second worker: scaling out by adding workers to the pool. Everything started here is stopped by PID (the workers with SIGTERM,
 then SIGINT: a worker ignores a single SIGTERM).
 
 (The module name sorts before the other flow tests so that it runs before their session-wide
@@ -96,11 +96,10 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
         started.append((proc, stop_signals))
         return proc
 
-    def run(*args: str) -> str:
-        print(f"{time.strftime('%H:%M:%S')} prefect {args[0]} {args[1]}", flush=True)
-        done = subprocess.run(_prefect(*args), cwd=repo_root, env=env, capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, f"prefect {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
+    def run(cmd: list[str]) -> str:
+        print(f"{time.strftime('%H:%M:%S')} {Path(cmd[0]).name} {cmd[1]} {cmd[2]}", flush=True)
+        done = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}"
         return done.stdout
 
     data_dir = tmp_path / "data"
@@ -111,19 +110,19 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
         _wait_for(lambda: _healthy(api) or server.poll() is not None, "the Prefect server", 180)
         assert server.poll() is None, (logs / "server.log").read_text()[-3000:]
 
-        run("work-pool", "create", "midas-process", "--type", "process", "--overwrite")
+        # `make deploy`: creates the process work pool, then `prefect --no-prompt deploy --all`.
+        deployed = run([str(Path(sys.executable).with_name("midas")), "ops", "deploy"])
         for name in ("worker-a", "worker-b"):
             # A worker ignores a single SIGTERM: SIGINT follows after a moment.
             start(name, _prefect("worker", "start", "--pool", "midas-process", "--limit", "1"),
                   [(signal.SIGTERM, 2), (signal.SIGINT, 30)])
-        deployed = run("--no-prompt", "deploy", "--all")
         for name in ("midas-collect/midas-collect", "midas-hourly/midas-hourly",
                      "midas-backfill/midas-backfill", "midas-symbol-hours/midas-symbol-hours"):
             assert f"Deployment '{name}' successfully created" in " ".join(deployed.split())
 
         params = json.dumps({"data_dir": str(data_dir), "venue": VENUE, "symbols": ["BTCUSDT"]})
-        run("deployment", "run", "midas-hourly/midas-hourly", "--params", params,
-            "--watch", "--watch-timeout", "240")
+        run(_prefect("deployment", "run", "midas-hourly/midas-hourly", "--params", params,
+                     "--watch", "--watch-timeout", "240"))
 
         runs = httpx.post(f"{api}/flow_runs/filter", json={}, timeout=10).json()
         by_flow = {}
