@@ -66,7 +66,7 @@ def _events(records, kind):
 
 
 def test_disconnects_lose_nothing_the_socket_delivered(tmp_path, coll):
-    out = run_against(tmp_path, coll, Faults(disconnect_every_secs=1.5), _settled_after(3))
+    out = run_against(tmp_path, coll, Faults(disconnect_every_secs=1.0), _settled_after(3))
     assert len(out.sent.per_connection) >= 3
     for s in SYMBOLS:
         lost = coll.match_connection_prefixes(out.got[s], out.sent, s)
@@ -108,9 +108,9 @@ def test_dropped_diffs_are_gaps_followed_by_a_snapshot_that_anchors(tmp_path, co
 
 
 def test_duplicates_are_written_once(tmp_path, coll):
-    out = run_against(tmp_path, coll, Faults(duplicate_every=5), lambda c: _written(c) >= 150)
+    out = run_against(tmp_path, coll, Faults(duplicate_every=5), lambda c: _written(c) >= 100)
     sent_dups = sum(out.sent.duplicates.values())
-    assert sent_dups >= 25
+    assert sent_dups >= 15
     assert out.summary.duplicates == sent_dups
     for s in SYMBOLS:
         assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
@@ -157,7 +157,7 @@ def test_a_stall_reconnects_after_the_stall_timeout(tmp_path, coll):
 
 
 def test_server_closing_old_connections_loses_nothing(tmp_path, coll):
-    out = run_against(tmp_path, coll, Faults(max_connection_age_secs=1.5), _settled_after(3))
+    out = run_against(tmp_path, coll, Faults(max_connection_age_secs=1.0), _settled_after(3))
     for s in SYMBOLS:
         lost = coll.match_connection_prefixes(out.got[s], out.sent, s)
         assert set(lost.values()) == {0}
@@ -169,7 +169,7 @@ def test_server_closing_old_connections_loses_nothing(tmp_path, coll):
 def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll, venue, streams):
     options = CollectorOptions(health_interval_secs=1, min_overlap_secs=0.3, overlap_timeout_secs=10)
     out = run_against(tmp_path, coll, Faults(), lambda c: sum(s.connects for s in c.supervisors) >= 3,
-                      options=options, max_connection_age_secs=1.5, venue=venue, streams=streams)
+                      options=options, max_connection_age_secs=1.0, venue=venue, streams=streams)
     assert out.summary.gaps == 0
     kinds = [("depth", "last_update_id"), ("trade", "trade_id")]
     if "bookTicker" in streams:
