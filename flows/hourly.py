@@ -25,6 +25,9 @@ from midas.layout import format_hour
 from midas.scheduling import HourKey, pending_hours, processed_rows
 
 SYMBOL_HOURS_DEPLOYMENT = "midas-symbol-hours/midas-symbol-hours"
+# A symbol's run that has not finished after this long (no free worker slot?) fails the hourly run,
+# so that the next scheduled one is not queued behind it forever.
+SYMBOL_RUN_TIMEOUT_SECS = 6 * 3600
 
 
 @task(name="find-pending-hours", task_run_name="find-pending-hours", retries=2, retry_delay_seconds=10,
@@ -35,7 +38,7 @@ def find_pending_hours(settings: Settings) -> list[HourKey]:
 
 @task(name="symbol-hours-on-pool", task_run_name="{symbol} on the pool", cache_policy=NO_CACHE)
 def run_symbol_on_pool(symbol: str, parameters: dict) -> str:
-    return run_deployment(SYMBOL_HOURS_DEPLOYMENT, parameters=parameters, timeout=None,
+    return run_deployment(SYMBOL_HOURS_DEPLOYMENT, parameters=parameters, timeout=SYMBOL_RUN_TIMEOUT_SECS,
                           poll_interval=1).state.type.value
 
 
@@ -58,13 +61,17 @@ def hourly(data_dir: str | None = None, venue: str | None = None, symbols: list[
             "symbol": symbol, "hours": hours, "data_dir": str(settings.data_dir), "venue": settings.venue,
             "retry_delay_seconds": retry_delay_seconds})
     wait(list(futures.values()))
-    failed = [s for s, f in futures.items() if f.result(raise_on_failure=False) != "COMPLETED"]
-    rows = processed_rows(settings, [k for k in keys if k.symbol not in failed])
+    outcome = {s: f.result(raise_on_failure=False) for s, f in futures.items()}
+    failed = [f"{s} ({state if isinstance(state, str) else repr(state)})"
+              for s, state in outcome.items() if state != "COMPLETED"]
+    rows = processed_rows(settings, [k for k in keys if outcome[k.symbol] == "COMPLETED"])
     create_table_artifact(rows or [{"symbol": "", "hour": "", "rows": "nothing to process", "gaps": 0,
                                     "seconds": 0.0}], key="midas-hourly-summary",
                           description=f"hourly: {len(rows)} symbol-hours processed on the pool")
     if failed:
-        raise RuntimeError(f"hourly: the runs of {', '.join(failed)} failed; their hours stay pending")
+        raise RuntimeError(f"hourly: the midas-symbol-hours runs of {', '.join(failed)} did not complete; "
+                           "their hours stay pending (a run still SCHEDULED or PENDING found no free "
+                           "worker slot on the pool)")
     return rows
 
 
