@@ -40,7 +40,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterator, NamedTuple
 
 import orjson
 
@@ -51,6 +51,9 @@ from midas.layout import (US_PER_HOUR, check_symbol, format_hour, hour_of_us, ho
                           list_raw_files, parse_hour, parse_raw_file_name)
 from midas.logs import log_kv
 from midas.raw import RawFileReader
+
+if TYPE_CHECKING:
+    from midas.pipeline import HourSummary
 
 log = logging.getLogger("midas.scheduling")
 
@@ -382,7 +385,7 @@ def processed_hours(settings: Settings) -> dict[str, dict[str, Any]]:
         return _read_json(state_dir(settings) / LEDGER_NAME).get("hours", {})
 
 
-def process_and_record(settings: Settings, venue: str, symbol: str, hour: datetime | str):
+def process_and_record(settings: Settings, venue: str, symbol: str, hour: datetime | str) -> HourSummary:
     """Run the hour job (rebuild -> features -> catalog) and record it in the ledger.
 
     The raw files are fingerprinted *before* processing: a file that changes while the hour runs
