@@ -58,7 +58,7 @@ def test_collect_flow_restarts_a_killed_collector(prefect_harness, task_runs_of,
         with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=7, truth_dir=truth_dir, port=0) as ex:
             def run_flow() -> None:
                 outcome["state"] = collect(
-                    duration_seconds=10, symbols=["BTCUSDT"], data_dir=str(data_dir), venue=VENUE,
+                    duration_seconds=13, symbols=["BTCUSDT"], data_dir=str(data_dir), venue=VENUE,
                     ws_url=ex.ws_url, rest_url=ex.rest_url, restarts=3, restart_delay_seconds=1,
                     health_interval_secs=1, return_state=True)
 
