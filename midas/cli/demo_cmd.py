@@ -104,6 +104,8 @@ def demo(
     speed: float = typer.Option(30.0, "--speed", help="Replay pace of --real (30 = thirty times faster "
                                 "than recorded)."),
     verbose: bool = typer.Option(False, "--verbose", help="Show Prefect's and MIDAS's log lines."),
+    truth_dir: Path = typer.Option(None, "--truth-dir", hidden=True,
+                                   help="The simulated exchange writes its ground truth here (for tests)."),
 ) -> None:
     """Run the whole pipeline on a local exchange and show what it produced.
 
@@ -120,7 +122,7 @@ def demo(
     settings = settings_from_options()
     options = DemoOptions(data_dir=data_dir or settings.demo_data_dir or settings.data_dir, real=real,
                           seconds=seconds if seconds is not None else settings.demo_seconds, fresh=fresh,
-                          speed=speed, verbose=verbose)
+                          speed=speed, verbose=verbose, truth_dir=truth_dir)
     if options.seconds <= 0:
         raise typer.BadParameter("must be positive", param_hint="--seconds")
     console = Console(width=150)

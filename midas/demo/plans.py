@@ -49,6 +49,7 @@ class DemoOptions:
     recordings_dir: Path = RECORDINGS_DIR
     verbose: bool = False
     charts: bool = True
+    truth_dir: Path | None = None    # the simulated exchange's ground truth goes there (tests)
 
 
 # Plans ------------------------------------------------------------------------------------------
@@ -68,11 +69,15 @@ def simulated_faults(seconds: float):
                   max_connection_age_secs=round(0.8 * seconds, 2))
 
 
-def simulated_plan(seconds: float, symbols: tuple[str, ...] = SIMULATED_SYMBOLS, seed: int = FIRST_SEED) -> DemoPlan:
+def simulated_plan(seconds: float, symbols: tuple[str, ...] = SIMULATED_SYMBOLS, seed: int = FIRST_SEED,
+                   truth_dir: Path | None = None) -> DemoPlan:
+    """The simulated run; with `truth_dir` the exchange also writes its ground truth there (for tests)."""
+    exchange: dict[str, Any] = {"venue": SIMULATED_VENUE, "symbols": list(symbols), "seed": seed,
+                                "faults": simulated_faults(seconds)}
+    if truth_dir is not None:
+        exchange["truth_dir"] = Path(truth_dir)
     return DemoPlan(label=f"simulated {SIMULATED_VENUE} market", venue=SIMULATED_VENUE, symbols=list(symbols),
-                    collect_seconds=seconds,
-                    exchange={"venue": SIMULATED_VENUE, "symbols": list(symbols), "seed": seed,
-                              "faults": simulated_faults(seconds)})
+                    collect_seconds=seconds, exchange=exchange)
 
 
 def highest_ids(data_dir: Path, venue: str, symbol: str) -> tuple[int, int]:

@@ -238,7 +238,7 @@ def run_demo(options: DemoOptions, console: Console) -> list[DemoReport]:
         plans = real_plans(options.recordings_dir, options.speed)
     else:
         seed = FIRST_SEED if options.fresh else continuing_seed(data_dir, SIMULATED_VENUE, list(SIMULATED_SYMBOLS))
-        plans = [simulated_plan(options.seconds, seed=seed)]
+        plans = [simulated_plan(options.seconds, seed=seed, truth_dir=options.truth_dir)]
     console.print(f"data directory: {data_dir.resolve()}" + (
         f" (removed the previous demo's {', '.join(p.name for p in removed)})" if removed else ""))
     environment = {"FILE_ROTATION_HOURS": str(DEMO_ROTATION_HOURS), "RECONNECT_DELAY_SECS": "1",

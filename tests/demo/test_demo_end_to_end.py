@@ -2,8 +2,9 @@
 temporary Prefect server), the processing flow, the catalog, queries and charts, ~20 s of collection.
 
 Checked independently of the demo's own summary: the raw files are re-read here, the partitions
-read with pyarrow, the catalog queried with DuckDB, and the faults the demo injects (one sequence
-gap, one disconnect) must appear as exactly those gaps for each symbol.
+read with pyarrow, the catalog queried with DuckDB, the faults the demo injects (one sequence gap,
+one disconnect) must appear as exactly those gaps for each symbol, and every book row of the
+features must equal the exchange's ground truth (its true book at that grid time, 10 levels a side).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
+from midas.exchange import read_truth_book
 from midas.layout import list_raw_files
 from midas.raw import read_raw_records
 
@@ -32,8 +34,10 @@ def test_demo_short_run(tmp_path, repo_root):
     env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     env.update(PREFECT_HOME=str(tmp_path / "prefect-home"), PREFECT_SERVER_ANALYTICS_ENABLED="false",
                DO_NOT_TRACK="1", COLUMNS="150")
+    truth_dir = tmp_path / "truth"
     proc = subprocess.run([sys.executable, "-m", "midas.cli", "demo", "--seconds", "20", "--data-dir",
-                           str(data_dir)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+                           str(data_dir), "--truth-dir", str(truth_dir)],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
     out = proc.stdout
     assert proc.returncode == 0, f"stdout:\n{out[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
 
@@ -70,6 +74,26 @@ def test_demo_short_run(tmp_path, repo_root):
         n_features = sum(pq.ParquetFile(p).metadata.num_rows for p in features)
         assert n_features > 0
         assert n_features == sum(pq.ParquetFile(p).metadata.num_rows for p in books)
+    # the oracle: every book row equals the exchange's true book at that grid time, all 10 levels
+    for symbol in SYMBOLS:
+        truth = {ts: (bids, asks) for ts, bids, asks in read_truth_book(truth_dir, symbol)}
+        table = pq.read_table(sorted((data_dir / "features" / f"venue={VENUE}" / f"symbol={symbol}")
+                                     .glob("*/*/part-0.parquet")))
+        rows = table.to_pylist()
+        assert len(rows) > 50
+        mismatched = []
+        for row in rows:
+            bids, asks = truth[row["ts"]]
+            ours = ([(row[f"bid_px_{i:02d}"], row[f"bid_sz_{i:02d}"]) for i in range(1, 11)],
+                    [(row[f"ask_px_{i:02d}"], row[f"ask_sz_{i:02d}"]) for i in range(1, 11)])
+            theirs = ([(float(p), float(q)) for p, q in bids[:10]] + [(None, None)] * (10 - len(bids[:10])),
+                      [(float(p), float(q)) for p, q in asks[:10]] + [(None, None)] * (10 - len(asks[:10])))
+            if ours != theirs:
+                mismatched.append(row["ts"])
+        assert mismatched == [], f"{symbol}: {len(mismatched)} of {len(rows)} rows differ from the truth"
+        mid = [(r["bid_px_01"] + r["ask_px_01"]) / 2 for r in rows]
+        assert [r["midprice"] for r in rows] == mid
+
     con = duckdb.connect(str(data_dir / "midas.duckdb"), read_only=True)
     try:
         catalog_rows = con.execute("SELECT symbol, count(*) FROM features GROUP BY symbol ORDER BY symbol").fetchall()
