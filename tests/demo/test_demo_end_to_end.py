@@ -21,7 +21,7 @@ from pathlib import Path
 import duckdb
 import pyarrow.parquet as pq
 
-from midas.exchange import read_truth_book
+from midas.exchange import read_truth_book, read_truth_trades
 from midas.layout import list_raw_files
 from midas.raw import read_raw_records
 
@@ -93,6 +93,14 @@ def test_demo_short_run(tmp_path, repo_root):
         assert mismatched == [], f"{symbol}: {len(mismatched)} of {len(rows)} rows differ from the truth"
         mid = [(r["bid_px_01"] + r["ask_px_01"]) / 2 for r in rows]
         assert [r["midprice"] for r in rows] == mid
+        # every clean trade is one the exchange made, with the same price, size and side
+        true_trades = {t["trade_id"]: (float(t["price"]), float(t["qty"]), t["is_buyer_maker"], t["trade_ts"])
+                       for t in read_truth_trades(truth_dir, symbol)}
+        clean = pq.read_table(sorted((data_dir / "clean" / "trades" / f"venue={VENUE}" / f"symbol={symbol}")
+                                     .glob("*/*/part-0.parquet"))).to_pylist()
+        assert len(clean) > 20
+        assert [(t["price"], t["qty"], t["is_buyer_maker"], t["ts"]) for t in clean] == \
+            [true_trades[t["trade_id"]] for t in clean]
 
     con = duckdb.connect(str(data_dir / "midas.duckdb"), read_only=True)
     try:
