@@ -96,14 +96,15 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def check_data_dir(data_dir: Path, disk_usage: Callable = shutil.disk_usage) -> Check:
+def check_data_dir(data_dir: Path, disk_usage: Callable = shutil.disk_usage,
+                   access: Callable[[Path, int], bool] = os.access) -> Check:
     """DATA_DIR exists (or can be created) and is writable, with enough free disk space."""
     data_dir = Path(data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         return Check("data directory", FAIL, f"{data_dir} exists but is not a directory",
                      "set DATA_DIR to a directory, or move that file away")
     base = data_dir if data_dir.is_dir() else _existing_ancestor(data_dir)
-    if not os.access(base, os.W_OK | os.X_OK):
+    if not access(base, os.W_OK | os.X_OK):
         return Check("data directory", FAIL, f"{base} is not writable",
                      f"give your user write access to {base} or set DATA_DIR to a writable place")
     free = disk_usage(base).free

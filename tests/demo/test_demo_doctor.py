@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import os
 import json
 import socket
 import threading
@@ -110,18 +111,17 @@ def test_log_dir_check(tmp_path):
 
 
 def test_data_dir_not_writable(tmp_path):
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        check = doctor.check_data_dir(ro / "data")
-    finally:
-        ro.chmod(0o700)
-    import os
-    if os.geteuid() == 0:  # root writes everywhere: the access check rightly passes
-        assert check.status in ("ok", "warn")
-    else:
-        assert check.status == "fail" and check.found == f"{ro.resolve()} is not writable"
+    # the access check is injected: the tests may run as root, for whom every directory is writable
+    seen = []
+
+    def no_write(path, mode):
+        seen.append((path, mode))
+        return False
+
+    check = doctor.check_data_dir(tmp_path / "data", access=no_write)
+    assert check.status == "fail" and check.found == f"{tmp_path.resolve()} is not writable"
+    assert seen == [(tmp_path.resolve(), os.W_OK | os.X_OK)]
+    assert "DATA_DIR" in check.remedy
 
 
 @pytest.fixture(scope="module")
