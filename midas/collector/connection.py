@@ -10,6 +10,11 @@
       messages are held until both streams overlap (router.join_ready), then router.switch
       writes the held ones that the first connection had not delivered and the old one closes.
 
+Streams go in the URL (`/stream?streams=a/b/...`) while it stays short; a longer list (hundreds of
+streams would exceed the request-line limits of HTTP servers) is sent as SUBSCRIBE requests of at
+most `SUBSCRIBE_CHUNK` streams after connecting to `/stream`, paced under Binance's limit on client
+messages per second; messages arriving meanwhile are kept and handed on in order.
+
 The supervisor never touches files: everything a message means is the router's job.
 """
 
@@ -22,6 +27,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
@@ -35,6 +41,8 @@ OPEN_TIMEOUT_SECS = 10.0
 CLOSE_TIMEOUT_SECS = 2.0
 HEALTHY_AFTER_SECS = 60.0        # a connection up this long resets the backoff schedule
 WATCH_INTERVAL_SECS = 0.25
+SUBSCRIBE_CHUNK = 200            # streams per SUBSCRIBE request
+SUBSCRIBE_ANSWER_SECS = 10.0     # an unanswered SUBSCRIBE = a failed connect
 
 
 @dataclass
@@ -62,6 +70,7 @@ class Connection:
     malformed: deque = field(default_factory=deque)
     end_reason: str | None = None
     reader: asyncio.Task | None = None
+    pre_messages: list = field(default_factory=list)   # (message, local_ts) received while subscribing
 
     def note_malformed(self, now: float, rule: StormRule) -> bool:
         """Count one malformed message; True when the storm rule says to reconnect."""
@@ -87,9 +96,13 @@ class ConnectionSupervisor:
     def __init__(self, *, group: int, url: str, router: Router, stop: asyncio.Event,
                  stall_timeout: float, reconnect_delay: float, max_attempts: int,
                  max_age: float, overlap_timeout: float = 30.0, min_overlap: float = 1.0,
-                 storm: StormRule | None = None, ids: "ConnectionIds | None" = None):
+                 storm: StormRule | None = None, ids: "ConnectionIds | None" = None,
+                 subscribe: tuple[str, list[str], float] | None = None):
         self.group = group
         self.url = url
+        # (base URL `.../stream`, stream names, client messages per second allowed) when the
+        # streams are sent as SUBSCRIBE requests instead of in the URL.
+        self.subscribe = subscribe
         self.router = router
         self.stop = stop
         self.stall_timeout = stall_timeout
@@ -105,13 +118,55 @@ class ConnectionSupervisor:
     # Connecting ----------------------------------------------------------------------------------
 
     async def _open(self) -> Connection:
-        ws = await connect(self.url, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
+        target = self.subscribe[0] if self.subscribe else self.url
+        ws = await connect(target, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
                            ping_interval=None, max_size=None, max_queue=256, compression=None)
         now = time.monotonic()
         conn = Connection(id=self.ids.next(), group=self.group, url=self.url, ws=ws,
                           opened_at=now, last_message_at=now)
+        if self.subscribe:
+            try:
+                await self._send_subscriptions(conn)
+            except BaseException:
+                await _close(conn)
+                raise
         self.connects += 1
         return conn
+
+    async def _send_subscriptions(self, conn: Connection) -> None:
+        """SUBSCRIBE in chunks, each answered before the next; data arriving meanwhile is kept."""
+        _, names, per_second = self.subscribe
+        interval = 1.0 / max(0.5, per_second / 2)          # half of Binance's limit
+        for i, start in enumerate(range(0, len(names), SUBSCRIBE_CHUNK)):
+            if i:
+                await asyncio.sleep(interval)
+            req_id = i + 1
+            await conn.ws.send(orjson.dumps({"method": "SUBSCRIBE",
+                                             "params": names[start:start + SUBSCRIBE_CHUNK],
+                                             "id": req_id}).decode())
+            deadline = time.monotonic() + SUBSCRIBE_ANSWER_SECS
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"SUBSCRIBE {req_id} was not answered within {SUBSCRIBE_ANSWER_SECS:g}s")
+                message = await asyncio.wait_for(conn.ws.recv(False), timeout=left)
+                local_ts = time.time_ns() // 1000
+                answer = _control_answer(message)
+                if answer is None:
+                    conn.pre_messages.append((message, local_ts))
+                    continue
+                if answer.get("id") != req_id:
+                    continue
+                if "error" in answer:
+                    raise CollectorError(f"the exchange refused the stream subscription: {answer['error']} "
+                                         "(check SYMBOLS and STREAMS)")
+                break
+        conn.last_message_at = time.monotonic()
+
+    def _hand_on_pre_messages(self, conn: Connection) -> None:
+        pending, conn.pre_messages = conn.pre_messages, []
+        for message, local_ts in pending:
+            self.router.on_message(conn, message, local_ts)
 
     def _start_reader(self, conn: Connection) -> None:
         conn.reader = asyncio.create_task(self._read(conn), name=f"midas-ws-{conn.id}")
@@ -148,7 +203,7 @@ class ConnectionSupervisor:
         while not self.stop.is_set():
             try:
                 return await self._open()
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as e:
+            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
                 if isinstance(e, InvalidURI):
                     raise CollectorError(f"WS_URL gives an invalid WebSocket URL {self.url!r}: {e}") from e
                 refused = _refused(e)
@@ -177,6 +232,7 @@ class ConnectionSupervisor:
                     return
                 log_kv(log, "connected", group=self.group, connection=conn.id)
                 self.router.connected(conn)
+                self._hand_on_pre_messages(conn)
                 self._start_reader(conn)
                 conn = await self._watch(conn)
                 if conn is None:
@@ -229,13 +285,14 @@ class ConnectionSupervisor:
         """Open a new connection overlapping `old`; switch when their streams overlap."""
         try:
             new = await self._open()
-        except (OSError, TimeoutError, InvalidHandshake) as e:
+        except (OSError, TimeoutError, InvalidHandshake, ConnectionClosed) as e:
             log_kv(log, "planned reconnect failed, keeping the old connection", logging.WARNING,
                    group=self.group, connection=old.id, error=str(e) or type(e).__name__)
             old.opened_at = time.monotonic() - self.max_age + min(60.0, self.max_age / 2)
             return old
         new.joining = True
         self.router.begin_join(old, new)
+        self._hand_on_pre_messages(new)
         self._start_reader(new)
         started = time.monotonic()
         timed_out = False
@@ -278,6 +335,20 @@ class ConnectionIds:
     def next(self) -> int:
         self._n += 1
         return self._n
+
+
+def _control_answer(message) -> dict | None:
+    """The answer to a request (`{"result":..,"id":..}` / `{"error":..,"id":..}`), or None for data."""
+    marker = b'"id"' if isinstance(message, bytes) else '"id"'
+    if marker not in message[:400]:
+        return None
+    try:
+        obj = orjson.loads(message)
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(obj, dict) and "id" in obj and "data" not in obj and ("result" in obj or "error" in obj):
+        return obj
+    return None
 
 
 def _refused(err: Exception) -> str | None:

@@ -56,6 +56,7 @@ class CollectorOptions:
     storm: StormRule = field(default_factory=StormRule)
     fsync: bool = True
     depth_speed: str = "100ms"
+    max_url_chars: int = 2000        # longer stream lists are sent as SUBSCRIBE requests
 
 
 @dataclass
@@ -222,8 +223,13 @@ class Collector:
                      for n in stream_names(s, settings.streams, self.options.depth_speed)]
             for s in symbols:
                 self.states[s].group = g
+            url = self.spec.combined_stream_url(settings.ws_url, names)
+            subscribe = None
+            if len(url) > self.options.max_url_chars:
+                subscribe = (f"{settings.ws_url.rstrip('/')}/stream", names,
+                             float(self.spec.max_client_messages_per_second))
             self.supervisors.append(ConnectionSupervisor(
-                group=g, url=self.spec.combined_stream_url(settings.ws_url, names), router=self.router,
+                group=g, url=url, subscribe=subscribe, router=self.router,
                 stop=internal_stop, stall_timeout=settings.stall_timeout_secs,
                 reconnect_delay=settings.reconnect_delay_secs,
                 max_attempts=settings.max_reconnect_attempts,

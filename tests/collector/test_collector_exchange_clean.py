@@ -7,7 +7,7 @@ import pytest
 
 from midas.collector import CollectorOptions
 from midas.config import load_settings
-from midas.exchange import LocalExchange
+from midas.exchange import LocalExchange, read_connections, read_sent_messages
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
 
@@ -34,9 +34,12 @@ def check_file_can_be_rebuilt_alone(recs: list[dict], futures: bool) -> None:
             assert d["first_update_id"] == prev["last_update_id"] + 1
 
 
-@pytest.mark.parametrize("venue,streams", [("binance-futures", ["depth", "trade"]),
-                                           ("binance", ["depth", "trade", "bookTicker"])])
-def test_no_loss_exactly_once_in_order_with_rotation(tmp_path, coll, venue, streams):
+@pytest.mark.parametrize("venue,streams,in_url", [
+    ("binance-futures", ["depth", "trade"], True),
+    ("binance", ["depth", "trade", "bookTicker"], True),
+    ("binance-futures", ["depth", "trade"], False)],          # streams sent as SUBSCRIBE requests
+    ids=["futures", "spot-bookTicker", "futures-subscribe"])
+def test_no_loss_exactly_once_in_order_with_rotation(tmp_path, coll, venue, streams, in_url):
     truth = tmp_path / "truth"
     futures = venue == "binance-futures"
     with LocalExchange(venue=venue, symbols=SYMBOLS, seed=11, truth_dir=truth) as ex:
@@ -44,7 +47,8 @@ def test_no_loss_exactly_once_in_order_with_rotation(tmp_path, coll, venue, stre
                                  rest_url=ex.rest_url, venue=venue, symbols=SYMBOLS, streams=streams,
                                  file_rotation_hours=0.0005, reconnect_delay_secs=0.2)
         # 2 or 3 streams per symbol, at most 4 per connection: the symbols need 2 or 3 connections.
-        options = CollectorOptions(max_streams_per_connection=4, health_interval_secs=1.0)
+        options = CollectorOptions(max_streams_per_connection=4, health_interval_secs=1.0,
+                                   max_url_chars=2000 if in_url else 0)
         with coll.RunningCollector(settings, options) as run:
             files = run.collector.states["BTCUSDT"].files
             run.wait_for(lambda: all(len(s.files.closed_files) >= 2 for s in run.collector.states.values()),
@@ -53,6 +57,14 @@ def test_no_loss_exactly_once_in_order_with_rotation(tmp_path, coll, venue, stre
             run.wait_for(run.all_disconnected, timeout=20, what="the collector to see the close")
         summary = run.summary
     sent = coll.sent_records(truth, venue)
+    paths = [c["path"] for c in read_connections(truth) if c["event"] == "open"]
+    if in_url:
+        assert all(p.startswith("/stream?streams=") for p in paths)
+    else:
+        assert paths == ["/stream"] * len(paths)
+        # The answers to SUBSCRIBE are on the wire too; they are not data.
+        assert all(any(t.startswith('{"result":null,"id":1}') for t in texts)
+                   for texts in read_sent_messages(truth).values())
     assert len(sent.per_connection) == summary.connections == (2 if len(streams) == 2 else 3)
     assert summary.gaps == 0 and summary.duplicates == 0 and summary.malformed == 0
     for symbol in SYMBOLS:
