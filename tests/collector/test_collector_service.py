@@ -211,3 +211,15 @@ def test_the_async_and_the_threaded_entry_points(tmp_path):
     files = list_raw_files(tmp_path / "data", VENUE, "BTCUSDT")
     assert files == first.files + second.files and len(files) == 2
     assert list((tmp_path / "data").rglob("*.partial")) == []
+
+
+def test_a_refused_subscribe_request_stops_with_the_exchanges_answer(tmp_path):
+    from midas.collector import CollectorOptions, collect
+
+    with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=2) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=["BTCUSDT", "NOPEUSDT"])
+        with pytest.raises(CollectorError) as err:
+            asyncio.run(collect(settings, duration=30, options=CollectorOptions(max_url_chars=0)))
+    assert str(err.value).startswith("the exchange refused the stream subscription: {'code': 2, 'msg': ")
+    assert "nopeusdt" in str(err.value) and str(err.value).endswith("(check SYMBOLS and STREAMS)")
