@@ -164,10 +164,15 @@ def test_server_closing_old_connections_loses_nothing(tmp_path, coll):
         assert "closed by the server (code 1001" in _events(out.records[s], "disconnected")[0]
 
 
-@pytest.mark.parametrize("venue,streams", [("binance-futures", ["depth", "trade"]),
-                                           ("binance", ["depth", "trade", "bookTicker"])])
-def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll, venue, streams):
-    options = CollectorOptions(health_interval_secs=1, min_overlap_secs=0.3, overlap_timeout_secs=10)
+@pytest.mark.parametrize("venue,streams,max_url_chars", [
+    ("binance-futures", ["depth", "trade"], 2000),
+    ("binance", ["depth", "trade", "bookTicker"], 2000),
+    ("binance-futures", ["depth", "trade"], 0)],            # streams sent as SUBSCRIBE requests
+    ids=["futures", "spot-bookTicker", "futures-subscribe"])
+def test_planned_reconnect_overlaps_and_writes_each_message_once(tmp_path, coll, venue, streams,
+                                                                 max_url_chars):
+    options = CollectorOptions(health_interval_secs=1, min_overlap_secs=0.3, overlap_timeout_secs=10,
+                               max_url_chars=max_url_chars)
     out = run_against(tmp_path, coll, Faults(), lambda c: sum(s.connects for s in c.supervisors) >= 3,
                       options=options, max_connection_age_secs=1.0, venue=venue, streams=streams)
     assert out.summary.gaps == 0
