@@ -148,10 +148,14 @@ def test_deployed_hourly_run_on_a_worker_fills_the_catalog(tmp_path, repo_root, 
                                              {"directory": str(repo_root)}}]
         assert [s["schedule"]["cron"] for s in deployment["schedules"]] == ["5 * * * *"]
         # The job's environment from prefect.yaml sent the pipeline's midas.* lines to the UI.
-        lines = httpx.post(f"{api}/logs/filter", json={
-            "logs": {"flow_run_id": {"any_": [symbol_run["id"]]}}, "limit": 200}, timeout=10).json()
-        processed = [line["message"] for line in lines if line["name"] == "midas.scheduling"
-                     and line["message"].startswith("hour processed")]
+        def processed_lines() -> list[str]:
+            lines = httpx.post(f"{api}/logs/filter", json={
+                "logs": {"flow_run_id": {"any_": [symbol_run["id"]]}}, "limit": 200}, timeout=10).json()
+            return [line["message"] for line in lines if line["name"] == "midas.scheduling"
+                    and line["message"].startswith("hour processed")]
+
+        processed = _wait_for(lambda: (lines := processed_lines()) and len(lines) >= 2 and lines,
+                              "the symbol run's midas.scheduling log lines", 60)
         assert [m.split(" hour=")[1].split()[0] for m in processed] == HOURS
     finally:
         print(f"{time.strftime('%H:%M:%S')} stopping {len(started)} processes", flush=True)
