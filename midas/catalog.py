@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -80,10 +81,29 @@ def _is_lock_error(err: Exception) -> bool:
     return "lock" in text or "conflicting" in text
 
 
+# Within one process DuckDB refuses a second connection to the same file with another
+# configuration (read-only vs read-write) and raises write-write conflicts between two writers:
+# the hourly flow runs several tasks as threads, so catalog connections of one process take turns.
+_PROCESS_LOCK = threading.RLock()
+
+
 @contextmanager
 def _connect(path: Path, *, read_only: bool, timeout: float) -> Iterator[duckdb.DuckDBPyConnection]:
     """A connection to the catalog file, retrying with backoff while another process holds it."""
     deadline = time.monotonic() + timeout
+    if not _PROCESS_LOCK.acquire(timeout=timeout):
+        raise CatalogLockedError(
+            f"{path}: another thread of this process held the catalog for more than {timeout:g} s")
+    try:
+        with _connect_unlocked(path, read_only=read_only, deadline=deadline, timeout=timeout) as con:
+            yield con
+    finally:
+        _PROCESS_LOCK.release()
+
+
+@contextmanager
+def _connect_unlocked(path: Path, *, read_only: bool, deadline: float, timeout: float
+                      ) -> Iterator[duckdb.DuckDBPyConnection]:
     delay = 0.02
     while True:
         try:

@@ -111,3 +111,39 @@ def test_catalog_held_too_long_is_a_clear_error_then_registration_waits_for_it(t
         holder.kill()
         holder.wait(TIMEOUT)
     assert run_query(s, "SELECT dataset, rows FROM partitions")[1] == [("book", 1)]
+
+
+def test_threads_of_one_process_register_and_query_at_the_same_moment(tmp_path, clean):
+    # The hourly flow runs tasks as threads: DuckDB refuses a read-only and a read-write connection
+    # to one file inside one process, and two writers conflict, unless they take turns.
+    s = load_settings(env_file=None, data_dir=tmp_path, symbols=[SYM], venue=FUT)
+    hours = [f"2024-07-18T{h:02d}" for h in range(12, 18)]
+    for hour in hours:
+        clean.write(tmp_path, "book", FUT, SYM, hour, clean.book_table(
+            [{"ts": clean.t(hour, 0), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]}]))
+    register_hour(s, FUT, SYM, hours[0])        # the catalog exists for the querying thread
+    barrier = threading.Barrier(len(hours) + 1)
+    errors: list[BaseException] = []
+
+    def register(hour):
+        barrier.wait()
+        try:
+            register_hour(s, FUT, SYM, hour, lock_timeout=TIMEOUT)
+        except BaseException as e:      # collected and asserted below
+            errors.append(e)
+
+    def query():
+        barrier.wait()
+        try:
+            for _ in range(5):
+                run_query(s, "SELECT count(*) FROM partitions", timeout=TIMEOUT)
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=register, args=(h,)) for h in hours] + [threading.Thread(target=query)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(TIMEOUT)
+    assert errors == []
+    assert run_query(s, "SELECT hour, rows FROM partitions ORDER BY hour")[1] == [(h, 1) for h in range(12, 18)]
