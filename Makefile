@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export PREFECT_SERVER_ANALYTICS_ENABLED ?= false
 export DO_NOT_TRACK ?= 1
 
-.PHONY: setup demo demo-real test bench lint clean up down logs server worker deploy hourly-now
+.PHONY: setup demo demo-real test test-all bench lint clean up down logs server worker deploy hourly-now
 
 $(STAMP): pyproject.toml
 	@test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,7 +23,13 @@ demo: $(STAMP)
 demo-real: $(STAMP)
 	$(BIN)/midas demo --real
 
+# The default suite (< 10 min on 2 cores). `make test-all` adds the tests marked slow (the real-
+# recordings demo and Ctrl-C of a whole demo). Longer variants are set by environment:
+# MIDAS_EXCHANGE_SYNC_SECS=30 (the exchange sync test), BOOK_FUZZ_EXAMPLES=1500 (book fuzzing).
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)
