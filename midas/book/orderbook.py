@@ -86,14 +86,14 @@ class OrderBook:
         depth = self.depth
         bid_prices = self._bid_prices[-depth:][::-1]
         ask_prices = self._ask_prices[:depth]
-        bids, asks = self.bids, self.asks
         self.top_changed = False
-        bid_pad = [None] * (depth - len(bid_prices))
-        ask_pad = [None] * (depth - len(ask_prices))
-        return tuple([to_float[p] for p in bid_prices] + bid_pad
-                     + [to_float[bids[p]] for p in bid_prices] + bid_pad
-                     + [to_float[p] for p in ask_prices] + ask_pad
-                     + [to_float[asks[p]] for p in ask_prices] + ask_pad)
+        fl = to_float.__getitem__
+        bid_pad = (None,) * (depth - len(bid_prices))
+        ask_pad = (None,) * (depth - len(ask_prices))
+        return (*map(fl, bid_prices), *bid_pad,
+                *map(fl, map(self.bids.__getitem__, bid_prices)), *bid_pad,
+                *map(fl, ask_prices), *ask_pad,
+                *map(fl, map(self.asks.__getitem__, ask_prices)), *ask_pad)
 
     def __len__(self) -> int:
         return len(self.bids) + len(self.asks)

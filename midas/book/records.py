@@ -51,6 +51,7 @@ def _int(rec: dict, key: str) -> int:
 
 
 _UNITS = UnitsCache(200_000)
+_UNITS_OF = _UNITS.__getitem__
 _LIST_ONLY = {list}
 
 
@@ -58,9 +59,9 @@ def _levels(rec: dict, key: str) -> list[Level]:
     levels = rec.get(key)
     if type(levels) is not list:
         raise ValueError(f"field {key!r} must be a list of [price, qty], got {levels!r:.40}")
-    units = _UNITS
+    units = _UNITS_OF                  # (the bound method: cheaper than subscripting the subclass)
     try:
-        out = [(units[p], units[q]) for p, q in levels]
+        out = [(units(p), units(q)) for p, q in levels]
     except (ValueError, TypeError) as e:
         raise ValueError(f"field {key!r} has a bad level: {e}") from None
     # `p, q = level` also unpacks 2-character strings and 2-key objects: only lists are levels
@@ -97,7 +98,36 @@ def parse_snapshot(rec: dict) -> Snapshot:
     return Snapshot(_int(rec, "last_update_id"), ts, _levels(rec, "bids"), _levels(rec, "asks"))
 
 
+class _TradeFloats(dict):
+    """decimal string -> float64 of its exact value (units_to_float of its units), remembered;
+    bounded. Invalid strings raise ValueError like UnitsCache."""
+
+    def __missing__(self, text):
+        value = units_to_float(_UNITS_OF(text))
+        if len(self) >= 200_000:
+            self.clear()
+        self[text] = value
+        return value
+
+
+_TRADE_FLOAT_OF = _TradeFloats().__getitem__
+
+
 def parse_trade(rec: dict, futures: bool) -> Trade:
+    get = rec.get
+    ts, trade_id, price, qty = get("trade_ts"), get("trade_id"), get("price"), get("qty")
+    maker, trade_type = get("is_buyer_maker"), get("trade_type")
+    if (type(ts) is int and type(trade_id) is int and type(price) is str and type(qty) is str
+            and type(maker) is bool
+            and ((type(trade_type) is str and trade_type) if futures else trade_type is None)):
+        try:
+            return Trade(ts, trade_id, _TRADE_FLOAT_OF(price), _TRADE_FLOAT_OF(qty), maker, trade_type)
+        except ValueError:
+            pass                        # the checks below name what is wrong
+    return _parse_trade_checked(rec, futures)
+
+
+def _parse_trade_checked(rec: dict, futures: bool) -> Trade:
     maker = rec.get("is_buyer_maker")
     if type(maker) is not bool:
         raise ValueError(f"field 'is_buyer_maker' must be true or false, got {maker!r:.40}")
