@@ -35,10 +35,9 @@ def check_file_can_be_rebuilt_alone(recs: list[dict], futures: bool) -> None:
 
 
 @pytest.mark.parametrize("venue,streams,in_url", [
-    ("binance-futures", ["depth", "trade"], True),
-    ("binance", ["depth", "trade", "bookTicker"], True),
-    ("binance-futures", ["depth", "trade"], False)],          # streams sent as SUBSCRIBE requests
-    ids=["futures", "spot-bookTicker", "futures-subscribe"])
+    ("binance-futures", ["depth", "trade"], False),          # streams sent as SUBSCRIBE requests
+    ("binance", ["depth", "trade", "bookTicker"], True)],
+    ids=["futures-subscribe", "spot-bookTicker-url"])
 def test_no_loss_exactly_once_in_order_with_rotation(tmp_path, coll, venue, streams, in_url):
     truth = tmp_path / "truth"
     futures = venue == "binance-futures"
