@@ -2,9 +2,11 @@
 
 Files are cut by the local clock, rows are partitioned by exchange time, so the rebuild of one
 exchange-time hour reads a run of consecutive files. `RawSpan` says which local-time interval each
-file covers (from its name to the next file's). `LineBatches` yields `(file index, line number,
-line bytes, frame offset, lines before the frame)` from a starting point on: the last two name the
-zstd frame the line is in, so a later run can start reading right there (`start_offset`,
+file covers (from its name to the next file's). `LineBatches` yields batches of chunks
+`(file index, lines before the chunk, lines, frame offset, lines before the frame)` from a starting
+point on (the lines of one decompressed piece, empty ones included so that numbering stays right;
+whole chunks rather than one tuple per line keep the per-line cost low): the last two name the
+zstd frame the lines are in, so a later run can start reading right there (`start_offset`,
 `start_line`) instead of decompressing the file from its beginning. Damage is handled like
 midas.raw.RawFileReader: corrupt data ends the file (what came before is kept), a torn last frame
 keeps its complete lines, a torn last line is dropped; each becomes a ReadProblem with file and line.
@@ -44,11 +46,13 @@ def raw_spans(data_dir: Path, venue: str, symbol: str) -> list[RawSpan]:
     return spans
 
 
-def iter_file_lines(path: Path, problems: list[ReadProblem], start_offset: int = 0,
-                    start_line: int = 0) -> Iterator[tuple[int, bytes, int, int]]:
-    """(line number, line, frame offset, lines before that frame) of every complete line, from the
-    frame at compressed byte `start_offset` (which is preceded by `start_line` lines) on. The frame
-    given for a line is the last one that began on a line boundary at or before it."""
+def iter_file_chunks(path: Path, problems: list[ReadProblem], start_offset: int = 0,
+                     start_line: int = 0) -> Iterator[tuple[int, list[bytes], int, int]]:
+    """(lines before the chunk, complete lines of the chunk, frame offset, lines before that frame)
+    from the frame at compressed byte `start_offset` (which is preceded by `start_line` lines) on;
+    line n of a chunk has number `lines before + n + 1`; empty lines are included (callers skip
+    them). The frame given for a chunk is the last one that began on a line boundary at or before
+    its lines."""
     try:
         fh = open(path, "rb")
     except OSError as e:
@@ -77,11 +81,9 @@ def iter_file_lines(path: Path, problems: list[ReadProblem], start_offset: int =
                 if out:
                     lines = (tail + out).split(b"\n")
                     tail = lines.pop()
-                    f_off, f_line = frame
-                    for line in lines:
-                        line_no += 1
-                        if line:
-                            yield line_no, line, f_off, f_line
+                    if lines:
+                        yield line_no, lines, frame[0], frame[1]
+                        line_no += len(lines)
                 if dobj.eof:
                     unused = dobj.unused_data
                     data_offset += len(data) - len(unused)
@@ -111,17 +113,43 @@ class LineBatches:
     batch_size: int = 100_000
     problems: list[ReadProblem] = field(default_factory=list)
 
-    def __iter__(self) -> Iterator[list[tuple[int, int, bytes, int, int]]]:
-        batch: list[tuple[int, int, bytes, int, int]] = []
+    def __iter__(self) -> Iterator[list[tuple[int, int, list[bytes], int, int]]]:
+        # A batch holds `batch_size` non-empty lines (chunks are cut to fit), so reading stops at the
+        # same point as a line-by-line reader would.
+        batch: list[tuple[int, int, list[bytes], int, int]] = []
         size = self.batch_size
+        in_batch = 0
         for index in range(self.first, len(self.spans)):
             first = index == self.first
-            lines = iter_file_lines(self.spans[index].path, self.problems,
-                                    self.start_offset if first else 0, self.start_line if first else 0)
-            for line_no, line, f_off, f_line in lines:
-                batch.append((index, line_no, line, f_off, f_line))
-                if len(batch) >= size:
-                    yield batch
-                    batch = []
+            chunks = iter_file_chunks(self.spans[index].path, self.problems,
+                                      self.start_offset if first else 0, self.start_line if first else 0)
+            for before, lines, f_off, f_line in chunks:
+                start, n = 0, len(lines)
+                while start < n:
+                    end, count = _cut(lines, start, size - in_batch)
+                    batch.append((index, before + start,
+                                  lines if start == 0 and end == n else lines[start:end], f_off, f_line))
+                    in_batch += count
+                    start = end
+                    if in_batch >= size:
+                        yield batch
+                        batch = []
+                        in_batch = 0
         if batch:
             yield batch
+
+
+def _cut(lines: list[bytes], start: int, need: int) -> tuple[int, int]:
+    """The end of the run of lines from `start` holding `need` non-empty lines (or the end of the
+    list), and how many non-empty lines the run holds."""
+    end = min(start + need, len(lines))
+    empty = lines[start:end].count(b"") if b"" in lines else 0
+    if not empty:
+        return end, end - start
+    count = 0
+    for i in range(start, len(lines)):
+        if lines[i]:
+            count += 1
+            if count == need:
+                return i + 1, count
+    return len(lines), count

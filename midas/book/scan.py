@@ -75,99 +75,106 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
     local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
     local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
     local_ts_of = _LOCAL_TS.search
+    loads = orjson.loads
     depth_records = trade_records = tickers = 0
     skew_reported = False
     for batch in batches:
-        for index, line_no, line, f_off, f_line in batch:
-            feed = machine_on and (index > machine_first or (index == machine_first
-                                                             and line_no > machine_after))
-            if not feed:
-                if index > trade_last:
-                    if not machine_on:
-                        done = True
-                        break
+        for index, line_no, lines, f_off, f_line in batch:
+            where = spans[index].path
+            later_file = index > machine_first
+            for line in lines:
+                line_no += 1
+                if not line:
                     continue
-                if b'"trade"' not in line:
-                    continue
-                if local_lo is not None:
-                    m = local_ts_of(line)
-                    if m is not None:
-                        local_ts = int(m.group(1))
-                        if local_ts >= local_hi and not machine_on:
+                feed = machine_on and (later_file or (index == machine_first and line_no > machine_after))
+                if not feed:
+                    if index > trade_last:
+                        if not machine_on:
                             done = True
                             break
-                        if resume is None and resume_at is not None and local_ts >= resume_at:
-                            resume = (index, f_off, f_line)
-                        if not local_lo <= local_ts < local_hi:
-                            continue
-            if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
-                tickers += 1
-                continue
-            where = spans[index].path
-            try:
-                rec = orjson.loads(line)
-            except orjson.JSONDecodeError as e:
-                if feed:
-                    out.problem(f"{where}:{line_no}: invalid JSON ({e})")
-                continue
-            if type(rec) is not dict:
-                if feed:
-                    out.problem(f"{where}:{line_no}: line is not a JSON object")
-                continue
-            kind = rec.get("type")
-            if resume is None and resume_at is not None:
-                local_ts = rec.get("local_ts")
-                if type(local_ts) is int and local_ts >= resume_at:
-                    resume = (index, f_off, f_line)
-            try:
-                if kind == "trade":
-                    trade_ts = rec.get("trade_ts")
-                    if (not feed and type(trade_ts) is int and trade_lo is not None
-                            and not trade_lo <= trade_ts < trade_hi):
-                        continue                    # a neighbour file's trade of another hour
-                    if rec.get("symbol") != symbol or rec.get("venue") != venue:
-                        check_identity(rec, venue, symbol)
-                    t = parse_trade(rec, futures)
-                    trade_records += 1
+                        continue
+                    if b'"trade"' not in line:
+                        continue
+                    if local_lo is not None:
+                        m = local_ts_of(line)
+                        if m is not None:
+                            local_ts = int(m.group(1))
+                            if local_ts >= local_hi and not machine_on:
+                                done = True
+                                break
+                            if resume is None and resume_at is not None and local_ts >= resume_at:
+                                resume = (index, f_off, f_line)
+                            if not local_lo <= local_ts < local_hi:
+                                continue
+                if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
+                    tickers += 1
+                    continue
+                try:
+                    rec = loads(line)
+                except orjson.JSONDecodeError as e:
+                    if feed:
+                        out.problem(f"{where}:{line_no}: invalid JSON ({e})")
+                    continue
+                if type(rec) is not dict:
+                    if feed:
+                        out.problem(f"{where}:{line_no}: line is not a JSON object")
+                    continue
+                kind = rec.get("type")
+                if resume is None and resume_at is not None:
                     local_ts = rec.get("local_ts")
-                    if (not skew_reported and type(local_ts) is int
-                            and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
-                        skew_reported = True
-                        out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
-                                    f"{(local_ts - t.ts) / 1e6:+.0f} s (more than "
-                                    f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
-                                    "edges may be missed; fix the recorder's clock (NTP)")
-                    if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
-                        if t.trade_id in trades:
-                            out.count("duplicate_trades")
-                        else:
-                            trades[t.trade_id] = t
-                    continue
-                if not feed:
-                    continue
-                if kind == "depth":
-                    if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                    if type(local_ts) is int and local_ts >= resume_at:
+                        resume = (index, f_off, f_line)
+                try:
+                    if kind == "trade":
+                        trade_ts = rec.get("trade_ts")
+                        if (not feed and type(trade_ts) is int and trade_lo is not None
+                                and not trade_lo <= trade_ts < trade_hi):
+                            continue                    # a neighbour file's trade of another hour
+                        if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                            check_identity(rec, venue, symbol)
+                        t = parse_trade(rec, futures)
+                        trade_records += 1
+                        local_ts = rec.get("local_ts")
+                        if (not skew_reported and type(local_ts) is int
+                                and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
+                            skew_reported = True
+                            out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
+                                        f"{(local_ts - t.ts) / 1e6:+.0f} s (more than "
+                                        f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
+                                        "edges may be missed; fix the recorder's clock (NTP)")
+                        if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
+                            if t.trade_id in trades:
+                                out.count("duplicate_trades")
+                            else:
+                                trades[t.trade_id] = t
+                        continue
+                    if not feed:
+                        continue
+                    if kind == "depth":
+                        if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                            check_identity(rec, venue, symbol)
+                        d = parse_diff(rec, futures)
+                        depth_records += 1
+                        machine.on_diff(d)
+                        if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
+                            machine_on = False
+                            out.stop_index, out.stop_line = index, line_no
+                            out.resume = resume if resume is not None else (index, f_off, f_line)
+                    elif kind == "snapshot":
                         check_identity(rec, venue, symbol)
-                    d = parse_diff(rec, futures)
-                    depth_records += 1
-                    machine.on_diff(d)
-                    if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
-                        machine_on = False
-                        out.stop_index, out.stop_line = index, line_no
-                        out.resume = resume if resume is not None else (index, f_off, f_line)
-                elif kind == "snapshot":
-                    check_identity(rec, venue, symbol)
-                    machine.on_snapshot(parse_snapshot(rec))
-                    out.count("snapshot_records")
-                elif kind == "book_ticker":
-                    out.count("book_ticker_records")
-                elif kind == "event":
-                    machine.on_event(parse_event(rec))
-                    out.count("event_records")
-                else:
-                    out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
-            except ValueError as e:
-                out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
+                        machine.on_snapshot(parse_snapshot(rec))
+                        out.count("snapshot_records")
+                    elif kind == "book_ticker":
+                        out.count("book_ticker_records")
+                    elif kind == "event":
+                        machine.on_event(parse_event(rec))
+                        out.count("event_records")
+                    else:
+                        out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
+                except ValueError as e:
+                    out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
+            if done:
+                break
         if done:
             break
     out.count("depth_records", depth_records)
