@@ -18,10 +18,14 @@ and line; a lost diff shows up as a gap through the sequence check.
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import attrgetter
 from pathlib import Path
 
 import orjson
@@ -68,7 +72,7 @@ def _clip_gaps(gaps: list, lo: int, hi: int) -> list[tuple]:
 
 def _trade_rows(trades: dict[int, Trade]) -> list[tuple]:
     return [(t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type)
-            for t in sorted(trades.values(), key=lambda t: (t.ts, t.trade_id))]
+            for t in sorted(trades.values(), key=attrgetter("ts", "trade_id"))]
 
 
 def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | None:
@@ -84,9 +88,40 @@ def _replay_start(spans: list[RawSpan], lo: int) -> int:
     return before[-1] if before else 0
 
 
+_gc_lock = threading.Lock()
+_gc_paused = 0          # rebuilds running with the cyclic garbage collector paused
+_gc_was_enabled = False
+
+
+@contextmanager
+def _cyclic_gc_paused():
+    """Pause Python's cyclic garbage collector while a rebuild runs. A rebuild allocates millions
+    of small containers (parsed records, levels, rows) that are freed by reference counting; the
+    collector's repeated passes over them cost ~7% of the time and find nothing. Nested and
+    concurrent rebuilds (threads) share one pause; the first one in remembers whether it was on."""
+    global _gc_paused, _gc_was_enabled
+    with _gc_lock:
+        if _gc_paused == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_paused += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_paused -= 1
+            if _gc_paused == 0 and _gc_was_enabled:
+                gc.enable()
+
+
 def rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | str) -> RebuildResult:
     """Rebuild one exchange-time hour of one symbol and write its clean/book, clean/trades and
     clean/gaps partitions (each replaced whole). Raises DataError when no raw file is near the hour."""
+    with _cyclic_gc_paused():
+        return _rebuild_hour(settings, venue, symbol, hour)
+
+
+def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | str) -> RebuildResult:
     started = time.perf_counter()
     venue, symbol, hour = check_venue(venue), check_symbol(symbol), parse_hour(hour)
     lo = hour_start_us(hour)
