@@ -88,6 +88,20 @@ def parse_diff(rec: dict, futures: bool) -> Diff:
             _int(rec, key)          # raises, naming the field
     if first_id > last_id:
         raise ValueError(f"first_update_id {first_id} is above last_update_id {last_id}")
+    bids, asks = get("bids"), get("asks")
+    if type(bids) is list and type(asks) is list:
+        # Fast path, inlined (one diff = two level lists); anything odd takes _levels, which names
+        # what is wrong.
+        units = _UNITS_OF
+        try:
+            bid_units = [(units(p), units(q)) for p, q in bids]
+            ask_units = [(units(p), units(q)) for p, q in asks]
+        except (ValueError, TypeError):
+            pass
+        else:
+            if ((not bids or set(map(type, bids)) == _LIST_ONLY)
+                    and (not asks or set(map(type, asks)) == _LIST_ONLY)):
+                return Diff(ts, first_id, last_id, prev_id, bid_units, ask_units)
     return Diff(ts, first_id, last_id, prev_id, _levels(rec, "bids"), _levels(rec, "asks"))
 
 
