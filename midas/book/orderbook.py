@@ -45,12 +45,28 @@ class OrderBook:
             # (max/min of (price, size) tuples compare prices first, in C)
             if not self.top_changed and (len(prices) < depth or max(bids)[0] >= prices[-depth]):
                 self.top_changed = True
-            _apply_side(self.bids, prices, bids)
+            sizes = self.bids
+            for p, q in bids:               # (_apply_side inlined: this runs per level)
+                if q:
+                    if p not in sizes:
+                        insort(prices, p)
+                    sizes[p] = q
+                elif p in sizes:
+                    del sizes[p]
+                    del prices[bisect_left(prices, p)]
         if asks:
             prices = self._ask_prices
             if not self.top_changed and (len(prices) < depth or min(asks)[0] <= prices[depth - 1]):
                 self.top_changed = True
-            _apply_side(self.asks, prices, asks)
+            sizes = self.asks
+            for p, q in asks:
+                if q:
+                    if p not in sizes:
+                        insort(prices, p)
+                    sizes[p] = q
+                elif p in sizes:
+                    del sizes[p]
+                    del prices[bisect_left(prices, p)]
 
     # Questions ------------------------------------------------------------------------------------
 
@@ -111,14 +127,3 @@ class OrderBook:
         """Every level, bids highest first, asks lowest first (for checkpoints and tests)."""
         return ([(p, self.bids[p]) for p in reversed(self._bid_prices)],
                 [(p, self.asks[p]) for p in self._ask_prices])
-
-
-def _apply_side(sizes: dict[int, int], prices: list[int], updates: Sequence[Level]) -> None:
-    for p, q in updates:
-        if q:
-            if p not in sizes:
-                insort(prices, p)
-            sizes[p] = q
-        elif p in sizes:
-            del sizes[p]
-            del prices[bisect_left(prices, p)]
