@@ -25,7 +25,6 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from operator import attrgetter
 from pathlib import Path
 
 import orjson
@@ -71,8 +70,11 @@ def _clip_gaps(gaps: list, lo: int, hi: int) -> list[tuple]:
 
 
 def _trade_rows(trades: dict[int, Trade]) -> list[tuple]:
-    return [(t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type)
-            for t in sorted(trades.values(), key=attrgetter("ts", "trade_id"))]
+    """Rows ordered by (T, trade id): plain tuple order, as trade ids are unique (the dict's keys)."""
+    rows = [(t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type)
+            for t in trades.values()]
+    rows.sort()
+    return rows
 
 
 def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | None:
