@@ -192,6 +192,9 @@ def partition_hours(data_dir: Path, dataset: str, venue: str, symbol: str) -> li
 def feature_connection() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the macros of sql/features/ loaded."""
     con = duckdb.connect(":memory:")
+    # features.sql's ASOF join reads a sorted CTE whose size DuckDB estimates as 0: without this it
+    # would plan a nested-loop join (quadratic) instead of the ASOF merge.
+    con.execute("SET asof_loop_join_threshold = 0")
     # The table macros refer to the relations book_input and trade_input: register empty ones so the
     # macros bind; each computation registers its own tables under these names.
     con.register("book_input", book_input_table(pa.table({"ts": pa.array([], pa.int64())})))

@@ -58,8 +58,9 @@ grid_rows AS (
     FROM level_sums
 ),
 ofi_window AS (
-    -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it. Only (ts, ofi) is sorted.
-    SELECT ts AS window_ts,
+    -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it. Only the narrow columns
+    -- (ts, ofi and its running sums) are sorted.
+    SELECT ts AS window_ts, running_units, running_rows,
            sum(ofi_units) OVER (
                ORDER BY ts
                RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
@@ -87,26 +88,38 @@ trade_grid AS (
 ),
 windows_and_trades AS (
     -- still narrow (no book columns): one ASOF join, the latest grid time with trades at or before
-    -- ts gives the last trade; its bucket sums are this row's when it is this row's own grid time
+    -- ts gives the last trade; its bucket sums are this row's when it is this row's own grid time;
+    -- the day's running ofi is running_units - before_units. Sorted by ts here, while still
+    -- narrow, so that it lines up row by row with the wide grid rows (below).
     SELECT w.window_ts, w.ofi_window_units,
            CASE WHEN t.grid_ts = w.window_ts THEN t.buy_units ELSE CAST(0 AS HUGEINT) END AS buy_units,
            CASE WHEN t.grid_ts = w.window_ts THEN t.sell_units ELSE CAST(0 AS HUGEINT) END AS sell_units,
            CASE WHEN t.grid_ts = w.window_ts THEN t.trades ELSE CAST(0 AS BIGINT) END AS trade_count,
            t.last_px AS last_trade_px,
-           t.last_qty AS last_trade_qty
+           t.last_qty AS last_trade_qty,
+           w.window_ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
+           w.running_units - d.before_units AS ofi_day_units,
+           w.running_rows - d.before_rows AS ofi_day_rows
     FROM ofi_window AS w
     ASOF LEFT JOIN trade_grid AS t ON w.window_ts >= t.grid_ts
+    JOIN day_starts AS d ON d.day = w.window_ts // 86400000000
     WHERE w.window_ts >= CAST($hour_start AS BIGINT)
+    ORDER BY w.window_ts
+),
+hour_rows AS (
+    -- the wide per-row features from $hour_start on, still in input (= ts) order: never sorted
+    SELECT * FROM grid_rows WHERE ts >= CAST($hour_start AS BIGINT)
 ),
 with_trades AS (
+    -- POSITIONAL JOIN: both sides hold the same grid times in ts order, so row i meets row i
+    -- (no hash join, no sort of the wide rows); a row that does not line up is an error, not a
+    -- wrong value
     SELECT g.*, wt.* EXCLUDE (window_ts),
-           g.ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
-           g.running_units - d.before_units AS ofi_day_units,
-           g.running_rows - d.before_rows AS ofi_day_rows
-    FROM grid_rows AS g
-    JOIN windows_and_trades AS wt ON wt.window_ts = g.ts
-    JOIN day_starts AS d ON d.day = g.ts // 86400000000
-    WHERE g.ts >= CAST($hour_start AS BIGINT)
+           CASE WHEN g.ts IS DISTINCT FROM wt.window_ts
+                THEN error('features: grid rows out of order at ts ' || CAST(g.ts AS VARCHAR))
+           END AS misaligned
+    FROM hour_rows AS g
+    POSITIONAL JOIN windows_and_trades AS wt
 )
 SELECT
     ts,
@@ -137,4 +150,4 @@ SELECT
     liquidity_5,
     liquidity_10
 FROM with_trades
-ORDER BY ts;
+WHERE misaligned IS NULL;

@@ -4,11 +4,20 @@
 -- the count of the trades in its bucket (ts - bucket_us, ts], and the last trade (latest T, then
 -- highest trade_id) among the trades assigned to it. Only MARKET trades when market_only (futures).
 -- A trade at T is assigned to the first grid time at or after T, and to every further grid time
--- whose bucket holds it (generate_series; one grid time when bucket_us = interval_us). So the grid
--- time with trades latest at or before a row's ts holds the last trade with T <= ts.
+-- whose bucket holds it (generate_series; when bucket_us <= interval_us that is the first grid time
+-- only, computed without the series). So the grid time with trades latest at or before a row's ts
+-- holds the last trade with T <= ts.
 -- Grain: one row per grid time with at least one trade assigned.
 CREATE OR REPLACE TEMP MACRO trade_buckets(interval_us, bucket_us, market_only) AS TABLE
 WITH assigned AS (
+    -- bucket_us <= interval_us (the usual case): a trade belongs to one grid time only, no series
+    SELECT ts AS trade_ts, trade_id, price, qty, is_buyer_maker,
+           (CAST(ts AS BIGINT) + CAST(interval_us AS BIGINT) - 1)
+               // CAST(interval_us AS BIGINT) * CAST(interval_us AS BIGINT) AS grid_ts
+    FROM trade_input
+    WHERE CAST(bucket_us AS BIGINT) <= CAST(interval_us AS BIGINT)
+      AND (NOT CAST(market_only AS BOOLEAN) OR trade_type = 'MARKET')
+    UNION ALL
     SELECT ts AS trade_ts, trade_id, price, qty, is_buyer_maker,
            unnest(generate_series(
                (CAST(ts AS BIGINT) + CAST(interval_us AS BIGINT) - 1)
@@ -18,7 +27,8 @@ WITH assigned AS (
                             // CAST(interval_us AS BIGINT) * CAST(interval_us AS BIGINT)),
                CAST(interval_us AS BIGINT))) AS grid_ts
     FROM trade_input
-    WHERE NOT CAST(market_only AS BOOLEAN) OR trade_type = 'MARKET'
+    WHERE CAST(bucket_us AS BIGINT) > CAST(interval_us AS BIGINT)
+      AND (NOT CAST(market_only AS BOOLEAN) OR trade_type = 'MARKET')
 ),
 in_bucket AS (
     SELECT *, grid_ts - CAST(bucket_us AS BIGINT) < trade_ts AS counted,
