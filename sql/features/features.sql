@@ -57,15 +57,21 @@ grid_rows AS (
            bid_sum_10 + ask_sum_10 AS liquidity_10
     FROM level_sums
 ),
+running AS (
+    -- the narrow running sums, the only columns that get sorted
+    SELECT ts, running_units, running_rows FROM grid_rows
+),
 ofi_window AS (
-    -- ofi_10: (ts - $ofi_window_us, ts]; a missing grid time shortens it. Only the narrow columns
-    -- (ts, ofi and its running sums) are sorted.
-    SELECT ts AS window_ts, running_units, running_rows,
-           sum(ofi_units) OVER (
-               ORDER BY ts
-               RANGE BETWEEN CAST($ofi_window_us AS BIGINT) - CAST($interval_us AS BIGINT) PRECEDING
-                         AND CURRENT ROW) AS ofi_window_units
-    FROM grid_rows
+    -- ofi_10: the ofi of the rows in (ts - $ofi_window_us, ts] (a missing grid time shortens it):
+    -- the running sum at ts minus the running sum at the last row at or before ts - $ofi_window_us
+    -- (exact: integer units); NULL when that window holds no ofi
+    SELECT w.ts AS window_ts, w.running_units, w.running_rows,
+           CASE WHEN w.running_rows - coalesce(p.running_rows, 0) > 0
+                THEN coalesce(w.running_units, 0) - coalesce(p.running_units, 0)
+           END AS ofi_window_units
+    FROM running AS w
+    ASOF LEFT JOIN running AS p ON w.ts - CAST($ofi_window_us AS BIGINT) >= p.ts
+    WHERE w.ts >= CAST($hour_start AS BIGINT)
 ),
 day_starts AS (
     -- per UTC day (from $hour_start on): the running ofi sum and count just before its first row,
