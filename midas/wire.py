@@ -8,6 +8,7 @@ quantities stay the exchange's decimal strings; times become integer microsecond
 from __future__ import annotations
 
 import re
+from itertools import chain
 from typing import Any
 
 import orjson
@@ -58,6 +59,44 @@ def _is_decimal(v: str) -> bool:
 
 def _levels(data: dict, key: str, where: str) -> list[list[str]]:
     levels = data.get(key)
+    if type(levels) is list and (not levels or _levels_ok(levels)):
+        return levels
+    return _levels_checked(levels, key, where)
+
+
+# The fast check of a level list: the same rule as `_levels_checked`, in a few C-level passes
+# instead of Python steps per level. Every level a list of exactly two `str`; all the strings
+# joined by a space (which no decimal contains) match a run of decimals separated by single
+# spaces, and the joined text holds exactly one space per join, so no string contains a space
+# itself: then each string is exactly one decimal.
+_DECIMALS_MATCH = re.compile(r"[0-9]+(?:\.[0-9]*)?(?: [0-9]+(?:\.[0-9]*)?)*").fullmatch
+_ONLY_LIST = {list}
+_ONLY_STR = {str}
+_ONLY_TWO = {2}
+_flatten = chain.from_iterable
+
+
+def _levels_ok(levels: list) -> bool:
+    if set(map(type, levels)) != _ONLY_LIST or set(map(len, levels)) != _ONLY_TWO:
+        return False
+    flat = list(_flatten(levels))
+    if set(map(type, flat)) != _ONLY_STR:
+        return False
+    joined = " ".join(flat)
+    return joined.count(" ") == len(flat) - 1 and _DECIMALS_MATCH(joined) is not None
+
+
+def _decimals_ok(*values) -> bool:
+    """Whether every value is a `str` holding one decimal (as `_is_decimal`), in one regex call."""
+    for v in values:
+        if type(v) is not str:
+            return False
+    joined = " ".join(values)
+    return joined.count(" ") == len(values) - 1 and _DECIMALS_MATCH(joined) is not None
+
+
+def _levels_checked(levels: Any, key: str, where: str) -> list[list[str]]:
+    """The level list checked level by level, raising `WireError` at the first bad one."""
     if type(levels) is not list:
         raise WireError(f"{where}: field {key!r} must be a list of [price, qty], got {levels!r:.40}")
     match = _DECIMAL_MATCH
@@ -99,6 +138,65 @@ def parse_stream_message(message: bytes | str | dict, venue: str, local_ts: int,
 
 
 def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message") -> dict:
+    """One stream payload -> a raw record; `WireError` naming the bad field otherwise.
+
+    The common, valid messages take a fast path checking every field at once (the same rules);
+    anything it does not accept goes through `_parse_payload_checked`, which says what is wrong.
+    """
+    kind = data.get("e")
+    symbol = data.get("s")
+    if type(symbol) is str and symbol:
+        get = data.get
+        if kind == "depthUpdate":
+            e, u_first, u_last = get("E"), get("U"), get("u")
+            bids, asks = get("b"), get("a")
+            if (type(e) is int and type(u_first) is int and type(u_last) is int
+                    and type(bids) is list and type(asks) is list
+                    and (not bids or _levels_ok(bids)) and (not asks or _levels_ok(asks))):
+                if venue != "binance-futures":
+                    return {
+                        "type": "depth", "venue": venue, "symbol": symbol.upper(),
+                        "exchange_ts": e * _MS, "local_ts": local_ts, "transaction_ts": None,
+                        "first_update_id": u_first, "last_update_id": u_last, "prev_update_id": None,
+                        "bids": bids, "asks": asks,
+                    }
+                t, pu = get("T"), get("pu")
+                if type(t) is int and type(pu) is int:
+                    return {
+                        "type": "depth", "venue": venue, "symbol": symbol.upper(),
+                        "exchange_ts": e * _MS, "local_ts": local_ts, "transaction_ts": t * _MS,
+                        "first_update_id": u_first, "last_update_id": u_last, "prev_update_id": pu,
+                        "bids": bids, "asks": asks,
+                    }
+        elif kind == "trade":
+            e, tid, t, maker = get("E"), get("t"), get("T"), get("m")
+            price, qty = get("p"), get("q")
+            futures = venue == "binance-futures"
+            trade_type = get("X", "MARKET") if futures else None
+            if (type(e) is int and type(tid) is int and type(t) is int and type(maker) is bool
+                    and (not futures or type(trade_type) is str) and _decimals_ok(price, qty)):
+                return {
+                    "type": "trade", "venue": venue, "symbol": symbol.upper(),
+                    "exchange_ts": e * _MS, "local_ts": local_ts, "trade_id": tid,
+                    "price": price, "qty": qty, "is_buyer_maker": maker, "trade_ts": t * _MS,
+                    "trade_type": trade_type,
+                }
+        elif kind == "bookTicker" or (kind is None and "u" in data and "b" in data and "A" in data):
+            e, uid = get("E"), get("u")
+            bid_px, bid_sz, ask_px, ask_sz = get("b"), get("B"), get("a"), get("A")
+            if ((e is None or type(e) is int) and type(uid) is int
+                    and _decimals_ok(bid_px, bid_sz, ask_px, ask_sz)):
+                return {
+                    "type": "book_ticker", "venue": venue, "symbol": symbol.upper(),
+                    "exchange_ts": e * _MS if e is not None else None, "local_ts": local_ts,
+                    "update_id": uid, "bid_px": bid_px, "bid_sz": bid_sz, "ask_px": ask_px,
+                    "ask_sz": ask_sz,
+                }
+    return _parse_payload_checked(data, venue, local_ts, where)
+
+
+def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) -> dict:
+    """`parse_payload` field by field, raising `WireError` at the first bad field."""
     futures = venue == "binance-futures"
     kind = data.get("e")
     symbol = _str(data, "s", where)
