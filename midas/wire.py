@@ -130,10 +130,14 @@ def parse_stream_message(message: bytes | str | dict, venue: str, local_ts: int,
         stream = obj["stream"]
         if type(stream) is not str:
             raise WireError(f"{where}: field 'stream' must be a string")
-        where = f"{where} on {stream}"
         obj = obj["data"]
         if not isinstance(obj, dict):
-            raise WireError(f"{where}: field 'data' must be an object")
+            raise WireError(f"{where} on {stream}: field 'data' must be an object")
+        try:
+            return parse_payload(obj, venue, local_ts, where)
+        except WireError:
+            pass    # parsed again below only to name the stream in the error (not built per message)
+        return parse_payload(obj, venue, local_ts, f"{where} on {stream}")
     return parse_payload(obj, venue, local_ts, where)
 
 

@@ -71,6 +71,10 @@ class Connection:
     end_reason: str | None = None
     reader: asyncio.Task | None = None
     pre_messages: list = field(default_factory=list)   # (message, local_ts) received while subscribing
+    where: str = ""                      # how parse errors name it (built once, not per message)
+
+    def __post_init__(self) -> None:
+        self.where = f"message on connection {self.id}"
 
     def note_malformed(self, now: float, rule: StormRule) -> bool:
         """Count one malformed message; True when the storm rule says to reconnect."""

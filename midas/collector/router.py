@@ -95,8 +95,7 @@ class MessageRouter:
         if conn.retired:
             return
         try:
-            rec = wire.parse_stream_message(message, self.venue, local_ts,
-                                            where=f"message on connection {conn.id}")
+            rec = wire.parse_stream_message(message, self.venue, local_ts, conn.where)
         except WireError as e:
             self._malformed(conn, message, str(e))
             return
