@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from midas.config import load_settings
 from midas.features import (FEATURE_COLUMNS, FeatureParams, book_input_table,
                             compute_feature_columns, compute_features_hour, feature_connection,
-                            write_partition)
+                            read_partition, write_partition)
 from midas.layout import partition_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -144,10 +144,12 @@ def bench_many_rows(n: int, work: Path) -> dict:
     pq.write_table(book, book_file, compression="zstd", row_group_size=50_000)
     pq.write_table(trades, trades_file, compression="zstd", row_group_size=50_000)
     del book, trades
-    (book, trades), read_s = _timed(lambda: (pq.read_table(book_file), pq.read_table(trades_file)), "read")
+    con = feature_connection()
+    # read as compute_features_hour reads (midas.features.read_partition, DuckDB's Parquet reader)
+    (book, trades), read_s = _timed(lambda: (read_partition(book_file, con=con),
+                                             read_partition(trades_file, con=con)), "read")
     params = FeatureParams(hour_start=START_US, interval_us=INTERVAL_US, ofi_window=10,
                            bucket_us=100_000, market_only=True)
-    con = feature_connection()
     features, compute_s = _timed(lambda: compute_feature_columns(
         con, book_input_table(book), trades, params, None, None), "compute")
     con.close()
@@ -239,7 +241,7 @@ Machine: {os.cpu_count()} cores (`nproc`), {platform.machine()}, {cpu}; shared w
 
 | step | wall s | rows/s (wall) | CPU s |
 |---|---|---|---|
-| read Parquet (pyarrow) | {many['read_s']:.2f} | {many['rows'] / many['read_s'] / 1e6:.2f} M | {cpu_s['read']:.2f} |
+| read Parquet (read_partition: DuckDB reader) | {many['read_s']:.2f} | {many['rows'] / many['read_s'] / 1e6:.2f} M | {cpu_s['read']:.2f} |
 | compute, DuckDB SQL of sql/features/ | {many['compute_s']:.2f} | {many['rows'] / many['compute_s'] / 1e6:.2f} M | {cpu_s['compute']:.2f} |
 | write ZSTD Parquet (write_partition: pyarrow, book + features) | {many['write_s']:.2f} | {many['rows'] / many['write_s'] / 1e6:.2f} M | {cpu_s['write']:.2f} |
 | **end to end** | **{total:.2f}** | **{many['rows'] / total / 1e6:.2f} M** | {cpu_s['read'] + cpu_s['compute'] + cpu_s['write']:.2f} |

@@ -114,7 +114,7 @@ def _existing(paths: list[Path]) -> list[Path]:
 _FILTER_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
 
 
-def _read_parquet(path: Path, columns: list[str] | None = None, filters=None,
+def read_partition(path: Path, columns: list[str] | None = None, filters=None,
                   con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
     """The rows of `path` (in file order) matching `filters` [(column, op, value), ...] (all of
     them), as an Arrow table with the file's own schema (types, nullability, metadata).
@@ -174,7 +174,7 @@ def _read_book_rows(paths: list[Path], min_ts: int, max_ts: int,
     for path in _existing(paths):
         names = pq.read_schema(path).names
         wanted = [c for c in book_level_columns() if c in names]
-        table = _read_parquet(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)], con)
+        table = read_partition(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)], con)
         tables.append(book_input_table(table))
     if not tables:
         return book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
@@ -196,7 +196,7 @@ def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int
     tables = []
     for path in _existing(paths):
         names = pq.read_schema(path).names
-        table = _read_parquet(path, [c for c in TRADE_COLUMNS if c in names],
+        table = read_partition(path, [c for c in TRADE_COLUMNS if c in names],
                               [("ts", ">", min_ts_exclusive), ("ts", "<", max_ts_exclusive)], con)
         tables.append(_trade_table(table))
     if not tables:
@@ -377,7 +377,7 @@ def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
             continue
         path = partition_file(data_dir, "trades", venue, symbol, h)
         names = pq.read_schema(path).names
-        table = _trade_table(_read_parquet(path, [c for c in TRADE_COLUMNS if c in names],
+        table = _trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
                                            [("ts", "<=", until_us)], con))
         con.register("trade_input", table)
         try:
@@ -439,7 +439,7 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
                         f"({book_path}): run the book rebuild for this hour first")
     con = feature_connection()
     try:
-        book_hour = _read_parquet(book_path, con=con)
+        book_hour = read_partition(book_path, con=con)
         _check_book_hour(book_hour, book_path, params)
         lookback_start = params.hour_start - params.ofi_window_us
         lookback_paths = [partition_file(data_dir, "book", venue, symbol, h)
