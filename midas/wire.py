@@ -64,8 +64,8 @@ def _levels(data: dict, key: str, where: str) -> list[list[str]]:
     return _levels_checked(levels, key, where)
 
 
-# The fast check of a level list: the same rule as `_levels_checked`, in a few C-level passes
-# instead of Python steps per level. Every level a list of exactly two `str`; all the strings
+# The fast checks of decimals (level lists here, scalar fields in `parse_payload`): the same rule
+# as `_levels_checked`, in a few C-level passes instead of Python steps per level. Every level a list of exactly two `str`; all the strings
 # joined by a space (which no decimal contains) match a run of decimals separated by single
 # spaces, and the joined text holds exactly one space per join, so no string contains a space
 # itself: then each string is exactly one decimal.
@@ -84,15 +84,6 @@ def _levels_ok(levels: list) -> bool:
         return False
     joined = " ".join(flat)
     return joined.count(" ") == len(flat) - 1 and _DECIMALS_MATCH(joined) is not None
-
-
-def _decimals_ok(*values) -> bool:
-    """Whether every value is a `str` holding one decimal (as `_is_decimal`), in one regex call."""
-    for v in values:
-        if type(v) is not str:
-            return False
-    joined = " ".join(values)
-    return joined.count(" ") == len(values) - 1 and _DECIMALS_MATCH(joined) is not None
 
 
 def _levels_checked(levels: Any, key: str, where: str) -> list[list[str]]:
@@ -178,7 +169,9 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
             futures = venue == "binance-futures"
             trade_type = get("X", "MARKET") if futures else None
             if (type(e) is int and type(tid) is int and type(t) is int and type(maker) is bool
-                    and (not futures or type(trade_type) is str) and _decimals_ok(price, qty)):
+                    and (not futures or type(trade_type) is str) and type(price) is str
+                    and type(qty) is str and _DECIMALS_MATCH(joined := f"{price} {qty}") is not None
+                    and joined.count(" ") == 1):
                 return {
                     "type": "trade", "venue": venue, "symbol": symbol.upper(),
                     "exchange_ts": e * _MS, "local_ts": local_ts, "trade_id": tid,
@@ -188,8 +181,10 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
         elif kind == "bookTicker" or (kind is None and "u" in data and "b" in data and "A" in data):
             e, uid = get("E"), get("u")
             bid_px, bid_sz, ask_px, ask_sz = get("b"), get("B"), get("a"), get("A")
-            if ((e is None or type(e) is int) and type(uid) is int
-                    and _decimals_ok(bid_px, bid_sz, ask_px, ask_sz)):
+            if ((e is None or type(e) is int) and type(uid) is int and type(bid_px) is str
+                    and type(bid_sz) is str and type(ask_px) is str and type(ask_sz) is str
+                    and _DECIMALS_MATCH(joined := f"{bid_px} {bid_sz} {ask_px} {ask_sz}") is not None
+                    and joined.count(" ") == 3):
                 return {
                     "type": "book_ticker", "venue": venue, "symbol": symbol.upper(),
                     "exchange_ts": e * _MS if e is not None else None, "local_ts": local_ts,
