@@ -20,19 +20,19 @@ class MidasError(Exception):
 
 
 class ConfigError(MidasError):
-    pass
+    """An invalid setting: names the variable, the value and what is allowed."""
 
 
 class LayoutError(MidasError, ValueError):
-    pass
+    """A symbol, venue, dataset, date or hour that cannot be used in a path or in SQL."""
 
 
 class WireError(MidasError, ValueError):
-    pass
+    """A message from the exchange that is not what Binance sends (says which field)."""
 
 
 class RawFileError(MidasError):
-    pass
+    """A raw file that cannot be read or written (names the file)."""
 
 
 class ExchangeError(MidasError):
@@ -45,16 +45,16 @@ class ExchangeError(MidasError):
 
 
 class CollectorError(MidasError):
-    pass
+    """The collector cannot go on (write error, disk full, too many reconnects)."""
 
 
 class DataError(MidasError):
-    pass
+    """Data that cannot be processed (names file and line)."""
 
 
 class CatalogError(MidasError):
-    pass
+    """The DuckDB catalog cannot be opened or written."""
 
 
 class CatalogLockedError(CatalogError):
-    pass
+    """Another process held the catalog's write lock for longer than the timeout."""
