@@ -160,8 +160,8 @@ def check_websocket(ws_url: str, stream_url: str | None = None, timeout: float =
 
     url = stream_url or ws_url
     try:
-        with connect(url, open_timeout=timeout, close_timeout=timeout):
-            pass
+        with connect(url, open_timeout=timeout, close_timeout=timeout) as ws:
+            ws.close()      # the handshake was the check; leave politely
     except InvalidStatus as e:
         return Check("websocket endpoint", FAIL, f"{url}: HTTP {e.response.status_code} instead of a "
                      "WebSocket handshake", "WS_URL must be the WebSocket base only, e.g. "

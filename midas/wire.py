@@ -7,6 +7,8 @@ quantities stay the exchange's decimal strings; times become integer microsecond
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import re
 from itertools import chain
 from typing import Any
@@ -124,10 +126,9 @@ def parse_stream_message(message: bytes | str | dict, venue: str, local_ts: int,
         obj = obj["data"]
         if not isinstance(obj, dict):
             raise WireError(f"{where} on {stream}: field 'data' must be an object")
-        try:
+        # On an error, parse again only to name the stream in it (that text is not built per message).
+        with suppress(WireError):
             return parse_payload(obj, venue, local_ts, where)
-        except WireError:
-            pass    # parsed again below only to name the stream in the error (not built per message)
         return parse_payload(obj, venue, local_ts, f"{where} on {stream}")
     return parse_payload(obj, venue, local_ts, where)
 

@@ -6,6 +6,8 @@ damaged record is reported (with its file and line, by the caller) and never hal
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 from dataclasses import dataclass
 
 from midas.book.decimals import UnitsCache, units_to_float
@@ -93,12 +95,9 @@ def parse_diff(rec: dict, futures: bool) -> Diff:
         # Fast path, inlined (one diff = two level lists); anything odd takes _levels, which names
         # what is wrong.
         units = _UNITS_OF
-        try:
+        with suppress(ValueError, TypeError):   # odd levels: _levels below names what is wrong
             bid_units = [(units(p), units(q)) for p, q in bids]
             ask_units = [(units(p), units(q)) for p, q in asks]
-        except (ValueError, TypeError):
-            pass
-        else:
             if ((not bids or set(map(type, bids)) == _LIST_ONLY)
                     and (not asks or set(map(type, asks)) == _LIST_ONLY)):
                 return Diff(ts, first_id, last_id, prev_id, bid_units, ask_units)
@@ -134,10 +133,8 @@ def parse_trade(rec: dict, futures: bool) -> Trade:
     if (type(ts) is int and type(trade_id) is int and type(price) is str and type(qty) is str
             and type(maker) is bool
             and ((type(trade_type) is str and trade_type) if futures else trade_type is None)):
-        try:
+        with suppress(ValueError):      # the checks below name what is wrong
             return Trade(ts, trade_id, _TRADE_FLOAT_OF(price), _TRADE_FLOAT_OF(qty), maker, trade_type)
-        except ValueError:
-            pass                        # the checks below name what is wrong
     return _parse_trade_checked(rec, futures)
 
 

@@ -20,6 +20,8 @@ The supervisor never touches files: everything a message means is the router's j
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncio
 import logging
 import time
@@ -376,10 +378,9 @@ def _closed_reason(ws: ClientConnection, err: ConnectionClosed | None = None) ->
 
 async def _close(conn: Connection) -> None:
     conn.retired = True
-    try:
+    # A peer that does not answer the close handshake, or a socket already gone, is closed anyway.
+    with suppress(TimeoutError, OSError, ConnectionClosed):
         await asyncio.wait_for(conn.ws.close(), timeout=CLOSE_TIMEOUT_SECS)
-    except (TimeoutError, OSError, ConnectionClosed):
-        pass
     await _wait_reader(conn)
 
 

@@ -13,6 +13,8 @@ stops everything the same way and raises `CollectorError` naming the file.
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncio
 import logging
 import signal
@@ -311,10 +313,8 @@ class Collector:
 
 
 async def _sleep_or_stop(stop: asyncio.Event, secs: float) -> None:
-    try:
+    with suppress(TimeoutError):      # the time ran out without a stop: that is the normal case
         await asyncio.wait_for(stop.wait(), timeout=secs)
-    except TimeoutError:
-        pass
 
 
 async def collect(settings: Settings, duration: float | None = None, stop: asyncio.Event | None = None,

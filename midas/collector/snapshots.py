@@ -16,6 +16,8 @@ default executor is joined when the loop closes).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncio
 import logging
 import threading
@@ -125,10 +127,8 @@ async def in_daemon_thread(fn, *args):
             ok, value = False, e
         else:
             ok, value = True, result
-        try:
+        with suppress(RuntimeError):  # the loop is closed: nobody waits for this answer any more
             loop.call_soon_threadsafe(deliver, ok, value)
-        except RuntimeError:
-            pass  # the loop is closed: nobody waits for this answer any more
 
     threading.Thread(target=run, name="midas-rest", daemon=True).start()
     return await future

@@ -4,6 +4,8 @@ and, in replay mode, the replay of the recording for this connection."""
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncio
 import collections
 import logging
@@ -304,10 +306,8 @@ class Connection:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            try:
+            with suppress(Exception):  # the client may be gone already; the close is best effort
                 await self.ws.close()
-            except Exception:
-                pass
             if truth is not None:
                 truth.connection(self.id, "close", self.path, time.time_ns())
                 truth.close_file(f"sent/{self.id}.jsonl")      # no file handle per closed connection

@@ -15,6 +15,8 @@ measurable: `stats()["max_lag_ms"]`).
 
 from __future__ import annotations
 
+from contextlib import suppress
+
 import asyncio
 import collections
 import http
@@ -169,17 +171,13 @@ class ExchangeServer:
         for t in self._tasks:
             t.cancel()
         for t in self._tasks:
-            try:
+            with suppress(asyncio.CancelledError, Exception):   # cancelled just above
                 await t
-            except (asyncio.CancelledError, Exception):
-                pass
         self._tasks.clear()
         if self._server is not None:
             self._server.close()
-            try:
+            with suppress(asyncio.TimeoutError):    # stop within 10 s even if a client lingers
                 await asyncio.wait_for(self._server.wait_closed(), 10)
-            except asyncio.TimeoutError:
-                pass
         if self.truth is not None:
             for symbol, market in self.markets.items():
                 if market.last_event_ms is not None:
@@ -348,9 +346,8 @@ class ExchangeServer:
         conn = Connection(self, ws, conn_id)
         self.connections[conn_id] = conn
         try:
-            await conn.run()
-        except ConnectionClosed:
-            pass
+            with suppress(ConnectionClosed):    # a client leaving is the normal end of a connection
+                await conn.run()
         finally:
             self.connections.pop(conn_id, None)
             conn.release()
