@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -45,6 +47,7 @@ def exchange(
     rest_slow_secs: float = typer.Option(0.0, help="Fault: answer slow snapshot requests N s late ..."),
     rest_slow_first: int = typer.Option(0, help="... the first N requests ..."),
     rest_slow_rate: float = typer.Option(0.0, help="... and this fraction (0-1) of later ones."),
+    stop_with_pid: Optional[int] = typer.Option(None, help="Stop when the process with this PID ends (the demo and the tests pass their own, so an exchange never outlives them)."),
 ) -> None:
     """Run a local Binance on 127.0.0.1: a simulated market (or a replayed recording) served with
     Binance's WebSocket streams and REST depth snapshot on one port, with faults on demand.
@@ -86,10 +89,43 @@ def exchange(
             message_limit=message_limit)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    asyncio.run(_serve(config))
+    asyncio.run(_serve(config, stop_with_pid))
 
 
-async def _serve(config: ExchangeConfig) -> None:
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # it exists, owned by someone else
+        return True
+    return True
+
+
+def _say(line: str) -> None:
+    """Print a status line; when the reader is gone (a dead parent held the pipe), send output to
+    /dev/null instead of failing, so the exchange still stops cleanly."""
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+async def _stop_when_gone(pid: int, stop: asyncio.Event) -> None:
+    """Set `stop` once `pid` has ended. A SIGKILLed parent runs no cleanup, so the exchange must
+    notice by itself; a changed parent PID also counts, since a PID can be reused."""
+    parent_at_start = os.getppid()
+    while not stop.is_set():
+        if not _process_alive(pid) or (parent_at_start == pid and os.getppid() != pid):
+            stop.set()
+            _say(f"midas exchange: process {pid} ended, stopping")
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _serve(config: ExchangeConfig, stop_with_pid: int | None = None) -> None:
     server = ExchangeServer(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -106,12 +142,15 @@ async def _serve(config: ExchangeConfig) -> None:
     print(f"midas exchange: {server.venue} {what}", flush=True)
     print(f"WS_URL=ws://{base}", flush=True)
     print(f"REST_URL=http://{base}", flush=True)
+    watcher = asyncio.create_task(_stop_when_gone(stop_with_pid, stop)) if stop_with_pid else None
     try:
         await stop.wait()
     finally:
+        if watcher is not None:
+            watcher.cancel()
         await server.stop()
         stats = server.stats()
-        print("midas exchange: stopped " + " ".join(f"{k}={v}" for k, v in stats.items()), flush=True)
+        _say("midas exchange: stopped " + " ".join(f"{k}={v}" for k, v in stats.items()))
 
 
 def register(app: typer.Typer) -> None:

@@ -153,7 +153,9 @@ class LocalExchange:
         c = self.config
         args = [sys.executable, "-m", "midas.cli", "exchange", "--port", str(c.port),
                 "--seed", str(c.seed), "--clock-offset-ms", str(c.clock_offset_ms),
-                "--truth-depth", str(c.truth_depth), "--speed", str(c.speed)]
+                "--truth-depth", str(c.truth_depth), "--speed", str(c.speed),
+                # A SIGKILLed parent cannot stop its exchange: the exchange watches the parent instead.
+                "--stop-with-pid", str(os.getpid())]
         if c.venue:
             args += ["--venue", c.venue]
         if not c.replay:
