@@ -318,14 +318,31 @@ def query_arrow(settings: Settings, sql: str, *, timeout: float = READ_LOCK_TIME
         try:
             relation = con.sql(sql)
         except duckdb.Error as e:
-            raise CatalogError(f"query failed: {e}") from None
+            raise CatalogError(f"query failed: {e}{_moved_data_hint(con, settings)}") from None
         if relation is None:
             raise CatalogError("the statement returned no result: `midas query` runs queries "
                                "(SELECT, DESCRIBE, SHOW ...); the catalog is read-only here")
         try:
             return relation.to_arrow_table()
         except duckdb.Error as e:
-            raise CatalogError(f"query failed: {e}") from None
+            raise CatalogError(f"query failed: {e}{_moved_data_hint(con, settings)}") from None
+
+
+def _moved_data_hint(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:
+    """Views hold the absolute path of the data they read (so the catalog also works from the plain
+    `duckdb` shell, whatever its working directory). After DATA_DIR is moved they point at the old
+    place until rebuilt: say so, rather than leave a bare "No files found"."""
+    here = _quoted_literal(Path(settings.data_dir).resolve().as_posix())[1:-1]
+    try:
+        views = con.execute("SELECT view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()
+    except duckdb.Error:
+        return ""
+    elsewhere = sorted(name for name, text in views if "read_parquet(" in text and here not in text)
+    if not elsewhere:
+        return ""
+    return (f" (the catalog's views {', '.join(elsewhere)} read files outside DATA_DIR "
+            f"{Path(settings.data_dir).resolve()}: the data was moved or DATA_DIR changed; run "
+            "`midas catalog rebuild` to point them here)")
 
 
 def run_query(settings: Settings, sql: str, *, timeout: float = READ_LOCK_TIMEOUT_SECS

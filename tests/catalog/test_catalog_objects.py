@@ -143,6 +143,24 @@ def test_deleting_the_catalog_loses_nothing(tmp_path, clean):
     assert rebuild_catalog(s).partitions == 8          # rebuilding again is the same
 
 
+def test_moved_data_dir_is_named_in_query_errors_and_fixed_by_rebuild(tmp_path, clean):
+    old, new = tmp_path / "old", tmp_path / "new"
+    write_hour(old, clean, H)
+    register_hour(settings(old), FUT, SYM, H)
+    old.rename(new)
+    s = settings(new)
+    with pytest.raises(CatalogError) as err:
+        run_query(s, "SELECT count(*) FROM book")
+    assert "No files found" in str(err.value)
+    assert (f"the catalog's views book, features, gaps, trades read files outside DATA_DIR {new}: "
+            "the data was moved or DATA_DIR changed; run `midas catalog rebuild`") in str(err.value)
+    rebuild_catalog(s)
+    assert run_query(s, "SELECT count(*) FROM book")[1] == [(3,)]
+    with pytest.raises(CatalogError) as err:                   # other errors get no such hint
+        run_query(s, "SELECT no_such_column FROM book")
+    assert "outside DATA_DIR" not in str(err.value)
+
+
 def test_data_dir_with_a_quote_in_its_name(tmp_path, clean):
     data_dir = tmp_path / "it's data"
     s = settings(data_dir)
