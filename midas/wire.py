@@ -7,8 +7,6 @@ quantities stay the exchange's decimal strings; times become integer microsecond
 
 from __future__ import annotations
 
-from contextlib import suppress
-
 import re
 from itertools import chain
 from typing import Any
@@ -113,23 +111,30 @@ def parse_stream_message(message: bytes | str | dict, venue: str, local_ts: int,
 
     Accepts the combined-stream envelope `{"stream","data"}` and bare single-stream payloads.
     """
-    obj = loads(message, where) if not isinstance(message, dict) else message
-    if not isinstance(obj, dict):
-        raise WireError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    if "id" in obj and ("result" in obj or "error" in obj) and "data" not in obj:
-        return None
-    stream = None
+    if isinstance(message, dict):
+        obj = message
+    else:
+        try:
+            obj = orjson.loads(message)
+        except orjson.JSONDecodeError as e:
+            raise WireError(f"{where}: invalid JSON ({e})") from None
+        if not isinstance(obj, dict):
+            raise WireError(f"{where}: expected a JSON object, got {type(obj).__name__}")
     if "data" in obj and "stream" in obj:
         stream = obj["stream"]
         if type(stream) is not str:
             raise WireError(f"{where}: field 'stream' must be a string")
-        obj = obj["data"]
-        if not isinstance(obj, dict):
+        data = obj["data"]
+        if not isinstance(data, dict):
             raise WireError(f"{where} on {stream}: field 'data' must be an object")
-        # On an error, parse again only to name the stream in it (that text is not built per message).
-        with suppress(WireError):
-            return parse_payload(obj, venue, local_ts, where)
-        return parse_payload(obj, venue, local_ts, f"{where} on {stream}")
+        # On an error, parse again only to name the stream in it (that text is not built per message;
+        # try/except, unlike contextlib.suppress, costs nothing when nothing is raised).
+        try:
+            return parse_payload(data, venue, local_ts, where)
+        except WireError:
+            return parse_payload(data, venue, local_ts, f"{where} on {stream}")
+    if "id" in obj and ("result" in obj or "error" in obj) and "data" not in obj:
+        return None
     return parse_payload(obj, venue, local_ts, where)
 
 
