@@ -24,7 +24,7 @@ from midas.layout import _inside, check_symbol, check_venue, format_hour, parse_
 from midas.logs import log_kv
 
 log = logging.getLogger("midas.book")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3          # 3: carried rows in exact units (kernels row layout)
 
 
 @dataclass
@@ -35,7 +35,7 @@ class Checkpoint:
     state: dict                 # BookSync.state()
     files: list[list]           # [[file name, size], ...] read up to and including the position
     line: int                   # last line processed in the last of `files`
-    carry_rows: list[list]      # rows of later hours found while finishing this one
+    carry_rows: list[list]      # rows of later hours found while finishing this one (GridRows.as_lists)
     carry_gaps: list[list]      # gaps (closed) reaching into later hours
     resume: list                # [file name, frame offset, lines before it]: where to start reading
 

@@ -1,17 +1,19 @@
-"""The book grid of SPEC §3, as pure functions: grid times and the columns of one grid row.
+"""The book grid of SPEC §3: grid times, the columns of a row, and the rows of a rebuild.
 
 Grid times are k × SNAPSHOT_INTERVAL_MS in exchange time (µs). A row is
 `(ts, bid_px_01..NN, bid_sz_01..NN, ask_px_01..NN, ask_sz_01..NN, update_id, book_age_ms)`,
-prices and sizes as float64 (None where the side has fewer than NN levels).
+prices and sizes as float64 (None where the side has fewer than NN levels). While rebuilding, rows
+are kept as exact integer units in `GridRows` (written by kernels.emit_before) and become float64
+once, when a partition is written (`float_columns`).
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import numpy as np
 
-from midas.book.decimals import units_to_float
+from midas.book.decimals import SCALE
 
-Level = tuple[int, int]
+_EXACT_FLOAT_LIMIT = 2 ** 53
 
 
 def grid_at_or_after(ts: int, interval_us: int) -> int:
@@ -33,28 +35,112 @@ def book_columns(depth: int) -> list[str]:
     return cols + ["update_id", "book_age_ms"]
 
 
-class _FloatCache(dict):
-    """units -> float64, remembered (the best levels change little between rows); bounded."""
-
-    def __missing__(self, units: int) -> float:
-        value = units_to_float(units)
-        if len(self) >= 200_000:
-            self.clear()
-        self[units] = value
-        return value
-
-
-FLOATS = _FloatCache()     # shared: units -> float64
+def units_to_floats(units: np.ndarray) -> np.ndarray:
+    """float64 of units / 10^8, correctly rounded (like float(Decimal(text))): units below 2^53
+    convert to float64 exactly, so one IEEE division rounds correctly; larger ones (rare) are
+    divided exactly by Python's int / int."""
+    out = units / 1e8
+    big = np.flatnonzero(units >= _EXACT_FLOAT_LIMIT)
+    for i in big.tolist():
+        out.flat[i] = int(units.flat[i]) / SCALE
+    return out
 
 
-def level_values(bids: Sequence[Level], asks: Sequence[Level], depth: int) -> tuple:
-    """The 4 × depth price/size columns of a row, from the best levels (best first, at most depth)."""
-    fl = FLOATS
-    out: list = []
-    for levels in (bids, asks):
-        pad = [None] * (depth - len(levels))
-        out += [fl[p] for p, _ in levels]
-        out += pad
-        out += [fl[q] for _, q in levels]
-        out += pad
-    return tuple(out)
+class GridRows:
+    """Grid rows in exact units: ts, levels (int64[rows, 4 * depth], -1 = no level), update_id,
+    book_age_ms. Grows by doubling; `n` rows are valid."""
+
+    def __init__(self, depth: int, capacity: int = 4096):
+        self.depth = depth
+        self.n = 0
+        self.ts = np.empty(capacity, dtype=np.int64)
+        self.levels = np.empty((capacity, 4 * depth), dtype=np.int64)
+        self.uid = np.empty(capacity, dtype=np.int64)
+        self.age = np.empty(capacity, dtype=np.int64)
+
+    def ensure_capacity(self, extra: int) -> None:
+        need = self.n + extra
+        cap = self.ts.shape[0]
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap)
+        n = self.n
+        for name in ("ts", "uid", "age"):
+            old = getattr(self, name)
+            new = np.empty(cap, dtype=np.int64)
+            new[:n] = old[:n]
+            setattr(self, name, new)
+        levels = np.empty((cap, 4 * self.depth), dtype=np.int64)
+        levels[:n] = self.levels[:n]
+        self.levels = levels
+
+    def extend_lists(self, rows: list[list[int]]) -> None:
+        """Append rows given as [ts, *levels, update_id, book_age_ms] (checkpoints)."""
+        if not rows:
+            return
+        self.ensure_capacity(len(rows))
+        block = np.array(rows, dtype=np.int64).reshape(len(rows), 4 * self.depth + 3)
+        n, m = self.n, len(rows)
+        self.ts[n:n + m] = block[:, 0]
+        self.levels[n:n + m] = block[:, 1:-2]
+        self.uid[n:n + m] = block[:, -2]
+        self.age[n:n + m] = block[:, -1]
+        self.n = n + m
+
+    def concat(self, other: "GridRows") -> "GridRows":
+        """These rows followed by other's."""
+        out = GridRows(self.depth, max(1, self.n + other.n))
+        for rows in (self, other):
+            n, m = out.n, rows.n
+            out.ts[n:n + m] = rows.ts[:m]
+            out.levels[n:n + m] = rows.levels[:m]
+            out.uid[n:n + m] = rows.uid[:m]
+            out.age[n:n + m] = rows.age[:m]
+            out.n = n + m
+        return out
+
+    def select(self, mask: np.ndarray) -> "GridRows":
+        out = GridRows(self.depth, max(1, int(mask.sum())))
+        out.n = int(mask.sum())
+        n = self.n
+        out.ts[:out.n] = self.ts[:n][mask]
+        out.levels[:out.n] = self.levels[:n][mask]
+        out.uid[:out.n] = self.uid[:n][mask]
+        out.age[:out.n] = self.age[:n][mask]
+        return out
+
+    def where_ts(self, lo: int | None = None, hi: int | None = None) -> np.ndarray:
+        """Mask of the rows with lo <= ts < hi."""
+        ts = self.ts[:self.n]
+        mask = np.ones(self.n, dtype=bool)
+        if lo is not None:
+            mask &= ts >= lo
+        if hi is not None:
+            mask &= ts < hi
+        return mask
+
+    def as_lists(self) -> list[list[int]]:
+        """[ts, *levels, update_id, book_age_ms] per row (checkpoints)."""
+        n = self.n
+        block = np.concatenate([self.ts[:n, None], self.levels[:n], self.uid[:n, None],
+                                self.age[:n, None]], axis=1)
+        return block.tolist()
+
+    def float_columns(self) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], np.ndarray, np.ndarray]:
+        """ts, [(float64 values, missing mask) per level column], update_id, book_age_ms."""
+        n = self.n
+        levels = self.levels[:n]
+        missing = levels < 0
+        values = units_to_floats(np.where(missing, 0, levels))
+        cols = [(np.ascontiguousarray(values[:, j]), np.ascontiguousarray(missing[:, j]))
+                for j in range(4 * self.depth)]
+        return self.ts[:n], cols, self.uid[:n], self.age[:n]
+
+    def as_tuples(self) -> list[tuple]:
+        """The rows as SPEC §3 tuples (floats, None where no level): for tests and the one pass."""
+        ts, cols, uid, age = self.float_columns()
+        columns = [ts.tolist()]
+        for values, missing in cols:
+            columns.append([None if m else v for v, m in zip(values.tolist(), missing.tolist())])
+        columns += [uid.tolist(), age.tolist()]
+        return list(zip(*columns))

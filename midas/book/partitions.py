@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from midas.book.grid import book_columns
+from midas.book.grid import GridRows, book_columns
 
 
 def book_schema(depth: int) -> pa.Schema:
@@ -66,6 +66,15 @@ class PartitionWriter:
         self._writer.write_table(table, row_group_size=self.row_group_size)
         self.rows += len(rows)
 
+    def write_table(self, table: pa.Table) -> None:
+        """Write a whole table (after any buffered rows), PARQUET_ROW_GROUP_SIZE rows per group."""
+        if self._pending:
+            self._write(self._pending)
+            self._pending = []
+        if table.num_rows:
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+            self.rows += table.num_rows
+
     def close(self) -> Path:
         if self._pending or self.rows == 0:
             self._write(self._pending)
@@ -85,6 +94,23 @@ def write_partition(path: Path, schema: pa.Schema, rows: Sequence[Sequence], row
     writer = PartitionWriter(path, schema, row_group_size)
     try:
         writer.add_rows(rows)
+        return writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+
+
+def write_book_partition(path: Path, schema: pa.Schema, rows: GridRows, row_group_size: int) -> Path:
+    """clean/book from grid rows in units: the level columns become float64 here, once (null
+    where a side has fewer levels), in PARQUET_ROW_GROUP_SIZE row groups."""
+    ts, levels, uid, age = rows.float_columns()
+    arrays = [pa.array(ts, type=pa.int64())]
+    arrays += [pa.array(values, type=pa.float64(), mask=missing) for values, missing in levels]
+    arrays += [pa.array(uid, type=pa.int64()), pa.array(age, type=pa.int64())]
+    table = pa.Table.from_arrays(arrays, schema=schema)
+    writer = PartitionWriter(path, schema, row_group_size)
+    try:
+        writer.write_table(table)
         return writer.close()
     except BaseException:
         writer.abort()

@@ -30,9 +30,10 @@ from pathlib import Path
 import orjson
 
 from midas.book.checkpoint import Checkpoint, load_checkpoint, remove_checkpoint, save_checkpoint
-from midas.book.partitions import GAPS_SCHEMA, TRADES_SCHEMA, book_schema, write_partition
+from midas.book.grid import GridRows
+from midas.book.partitions import (GAPS_SCHEMA, TRADES_SCHEMA, book_schema, write_book_partition,
+                                   write_partition)
 from midas.book.reader import RawSpan, raw_spans
-from midas.book.records import Trade
 from midas.book.scan import MAX_CLOCK_SKEW_US, scan_records
 from midas.book.sync import BookSync
 from midas.config import Settings
@@ -69,10 +70,9 @@ def _clip_gaps(gaps: list, lo: int, hi: int) -> list[tuple]:
     return sorted(out)
 
 
-def _trade_rows(trades: dict[int, Trade]) -> list[tuple]:
+def _trade_rows(trades: dict[int, tuple]) -> list[tuple]:
     """Rows ordered by (T, trade id): plain tuple order, as trade ids are unique (the dict's keys)."""
-    rows = [(t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type)
-            for t in trades.values()]
+    rows = list(trades.values())
     rows.sort()
     return rows
 
@@ -136,14 +136,14 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
         raise DataError(f"no raw files of {venue}/{symbol} near hour {format_hour(hour)} under "
                         f"{data_dir / 'raw'}; collect or import data first")
     previous = load_checkpoint(data_dir, venue, symbol, hour - timedelta(hours=1), spans, depth, interval)
-    carry_rows: list = []
+    carry_rows = GridRows(depth, 1)
     carry_gaps: list = []
     read_from = None
     if previous is not None:
         cp, index, read_from = previous
         machine = BookSync.from_state(venue, cp.state, emit_from=lo)
         machine_first, machine_after = index, cp.line
-        carry_rows = [tuple(r) for r in cp.carry_rows]
+        carry_rows.extend_lists(cp.carry_rows)
         carry_gaps = [tuple(g) for g in cp.carry_gaps]
         started_from = "checkpoint"
     else:
@@ -160,8 +160,8 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
             open_gap = (machine.gap[0], hi, machine.gap[2], machine.gap[3], None)
     else:
         machine.finish()
-    rows = carry_rows + machine.rows
-    book_rows = [r for r in rows if lo <= r[0] < hi]
+    rows = carry_rows.concat(machine.rows)
+    book_rows = rows.select(rows.where_ts(lo, hi))
     all_gaps = carry_gaps + machine.gaps + ([open_gap] if open_gap else [])
     gap_rows = _clip_gaps(all_gaps, lo, hi)
     trade_rows = _trade_rows(scan.trades)
@@ -169,7 +169,7 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
     paths = {name: partition_file(data_dir, name, venue, symbol, hour)
              for name in ("book", "trades", "gaps")}
     group = settings.parquet_row_group_size
-    write_partition(paths["book"], book_schema(depth), book_rows, group)
+    write_book_partition(paths["book"], book_schema(depth), book_rows, group)
     write_partition(paths["trades"], TRADES_SCHEMA, trade_rows, group)
     write_partition(paths["gaps"], GAPS_SCHEMA, gap_rows, group)
 
@@ -179,7 +179,7 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
         resume = [spans[scan.resume[0]].path.name, scan.resume[1], scan.resume[2]]
         save_checkpoint(data_dir, Checkpoint(
             venue, symbol, hour, state, files, scan.stop_line,
-            [list(r) for r in rows if r[0] >= hi],
+            rows.select(rows.where_ts(hi, None)).as_lists(),
             [list(g) for g in carry_gaps + machine.gaps if g[1] > hi], resume))
     else:
         remove_checkpoint(data_dir, venue, symbol, hour)
@@ -189,12 +189,12 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
     gap_dicts = [dict(zip(GAPS_SCHEMA.names, g)) for g in gap_rows]
     result = RebuildResult(
         venue=venue, symbol=symbol, hour=hour,
-        rows={"book": len(book_rows), "trades": len(trade_rows), "gaps": len(gap_rows)},
+        rows={"book": book_rows.n, "trades": len(trade_rows), "gaps": len(gap_rows)},
         gaps=gap_dicts, problems=scan.problems, paths=paths,
         seconds=time.perf_counter() - started, problem_count=scan.problem_count,
         complete=complete, started_from=started_from, counts=counts)
     log_kv(log, "rebuilt hour", venue=venue, symbol=symbol, hour=format_hour(hour),
-           book=len(book_rows), trades=len(trade_rows), gaps=len(gap_rows),
+           book=book_rows.n, trades=len(trade_rows), gaps=len(gap_rows),
            problems=scan.problem_count, start=started_from, complete=complete,
            seconds=round(result.seconds, 3))
     for p in scan.problems[:20]:
@@ -270,10 +270,10 @@ def rebuild_one_pass(settings: Settings, venue: str, symbol: str) -> tuple[dict[
     def bucket(ts: int) -> HourRows:
         return out.setdefault(hour_of_us(ts), HourRows())
 
-    for row in machine.rows:
+    for row in machine.rows.as_tuples():
         bucket(row[0]).book.append(row)
-    for t in sorted(scan.trades.values(), key=lambda t: (t.ts, t.trade_id)):
-        bucket(t.ts).trades.append((t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker, t.trade_type))
+    for t in _trade_rows(scan.trades):
+        bucket(t[0]).trades.append(t)
     for gap in machine.gaps:
         h = hour_of_us(gap[0])
         while hour_start_us(h) < gap[1] or hour_start_us(h) == gap[0]:

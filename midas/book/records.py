@@ -52,6 +52,8 @@ def _int(rec: dict, key: str) -> int:
     return v
 
 
+# The book holds int64 units (kernels.py): levels of 2^63 units (~9.2e10) or more are refused.
+LEVEL_UNITS_LIMIT = 2 ** 63
 _UNITS = UnitsCache(200_000)
 _UNITS_OF = _UNITS.__getitem__
 _LIST_ONLY = {list}
@@ -70,7 +72,15 @@ def _levels(rec: dict, key: str) -> list[Level]:
     if levels and set(map(type, levels)) != _LIST_ONLY:
         bad = next(lvl for lvl in levels if type(lvl) is not list)
         raise ValueError(f"field {key!r} has a bad level {bad!r:.60}")
+    _check_limit(key, out)
     return out
+
+
+def _check_limit(key: str, levels: list[Level]) -> None:
+    for p, q in levels:
+        if p >= LEVEL_UNITS_LIMIT or q >= LEVEL_UNITS_LIMIT:
+            raise ValueError(f"field {key!r} has a level too large for the book: "
+                             f"[{p / 10 ** 8:.0f}, {q / 10 ** 8:.0f}]")
 
 
 def check_identity(rec: dict, venue: str, symbol: str) -> None:
@@ -100,6 +110,8 @@ def parse_diff(rec: dict, futures: bool) -> Diff:
             ask_units = [(units(p), units(q)) for p, q in asks]
             if ((not bids or set(map(type, bids)) == _LIST_ONLY)
                     and (not asks or set(map(type, asks)) == _LIST_ONLY)):
+                _check_limit("bids", bid_units)
+                _check_limit("asks", ask_units)
                 return Diff(ts, first_id, last_id, prev_id, bid_units, ask_units)
     return Diff(ts, first_id, last_id, prev_id, _levels(rec, "bids"), _levels(rec, "asks"))
 

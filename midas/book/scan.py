@@ -3,6 +3,12 @@ hour) and trades of a time window, with every problem reported as `file:line: wh
 
 Used by rebuild.py for one hour and for the one-pass reference. Lines read only for their trades
 (neighbouring files) are filtered by local time with a cheap regex before any JSON parsing.
+
+Lines that feed the machine are read a chunk at a time by lineparse.parse_lines (compiled): plain
+depth and trade records become integer fields at once and runs of depth records go to the book
+in one kernels.run_synced call while it is in sync. Every other line (snapshots, events, damaged
+or unusual lines, diffs while out of sync) takes the checked path one line at a time (`_line`),
+in receive order, exactly as the compiled path would have had it been able to.
 """
 
 from __future__ import annotations
@@ -10,10 +16,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import orjson
 
+from midas.book import kernels
+from midas.book.grid import units_to_floats
+from midas.book.lineparse import (F_ASK_HI, F_ASK_LO, F_BID_HI, F_BID_LO, F_FIRST, F_LAST,
+                                  F_LOCAL, F_PREV, F_TS, T_ID, T_LOCAL, T_MAKER, T_PRICE, T_QTY,
+                                  T_TS, T_TYPE_END, T_TYPE_START, parse_lines)
 from midas.book.reader import LineBatches, RawSpan
-from midas.book.records import (Trade, check_identity, parse_diff, parse_event, parse_snapshot,
+from midas.book.records import (Diff, check_identity, parse_diff, parse_event, parse_snapshot,
                                 parse_trade)
 from midas.book.sync import SYNCED, BookSync
 
@@ -21,13 +33,16 @@ from midas.book.sync import SYNCED, BookSync
 MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
 MAX_PROBLEMS_KEPT = 200
 _LOCAL_TS = re.compile(rb'"local_ts":(\d+)')
+_DEPTH, _TRADE, _OTHER, _TICKER = kernels.DEPTH, kernels.TRADE, kernels.OTHER, kernels.TICKER
+
+TradeRow = tuple  # (T, trade id, price, qty, is_buyer_maker, trade_type): a clean/trades row
 
 
 @dataclass
 class ScanResult:
     """What one read over the raw files produced."""
 
-    trades: dict[int, Trade] = field(default_factory=dict)
+    trades: dict[int, TradeRow] = field(default_factory=dict)    # trade id -> row (first seen)
     problems: list[str] = field(default_factory=list)
     problem_count: int = 0
     counts: dict[str, int] = field(default_factory=dict)
@@ -60,127 +75,257 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
     done with stop_at; trades with T in [trade_lo, trade_hi) are collected from files up to
     trade_last (and from every line the machine reads). `out.resume` is where the next hour's run
     can start reading: the frame of the first line with local time >= stop_at - MAX_CLOCK_SKEW."""
-    out = ScanResult()
-    futures = venue == "binance-futures"
     if start is None:
         start = (min(machine_first, trade_first), 0, 0)
+    scan = _Scan(spans, venue, symbol, machine, machine_first, machine_after, trade_last, trade_lo,
+                 trade_hi, stop_at)
     batches = LineBatches(spans, start[0], start[1], start[2], batch_size)
-    resume_at = stop_at - MAX_CLOCK_SKEW_US if stop_at is not None else None
-    resume = None
-    machine_on = True
-    done = False
-    trades = out.trades
-    # Lines read only for their trades are skipped by local time before parsing (cheap regex),
-    # keeping those within MAX_CLOCK_SKEW of the trade window.
-    local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
-    local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
-    local_ts_of = _LOCAL_TS.search
-    loads = orjson.loads
-    depth_records = trade_records = tickers = 0
-    skew_reported = False
     for batch in batches:
-        for index, line_no, lines, f_off, f_line in batch:
-            where = spans[index].path
-            later_file = index > machine_first
-            for line in lines:
-                line_no += 1
-                if not line:
-                    continue
-                feed = machine_on and (later_file or (index == machine_first and line_no > machine_after))
-                if not feed:
-                    if index > trade_last:
-                        if not machine_on:
-                            done = True
-                            break
-                        continue
-                    if b'"trade"' not in line:
-                        continue
-                    if local_lo is not None:
-                        m = local_ts_of(line)
-                        if m is not None:
-                            local_ts = int(m.group(1))
-                            if local_ts >= local_hi and not machine_on:
-                                done = True
-                                break
-                            if resume is None and resume_at is not None and local_ts >= resume_at:
-                                resume = (index, f_off, f_line)
-                            if not local_lo <= local_ts < local_hi:
-                                continue
-                if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
-                    tickers += 1
-                    continue
-                try:
-                    rec = loads(line)
-                except orjson.JSONDecodeError as e:
-                    if feed:
-                        out.problem(f"{where}:{line_no}: invalid JSON ({e})")
-                    continue
-                if type(rec) is not dict:
-                    if feed:
-                        out.problem(f"{where}:{line_no}: line is not a JSON object")
-                    continue
-                kind = rec.get("type")
-                if resume is None and resume_at is not None:
-                    local_ts = rec.get("local_ts")
-                    if type(local_ts) is int and local_ts >= resume_at:
-                        resume = (index, f_off, f_line)
-                try:
-                    if kind == "trade":
-                        trade_ts = rec.get("trade_ts")
-                        if (not feed and type(trade_ts) is int and trade_lo is not None
-                                and not trade_lo <= trade_ts < trade_hi):
-                            continue                    # a neighbour file's trade of another hour
-                        if rec.get("symbol") != symbol or rec.get("venue") != venue:
-                            check_identity(rec, venue, symbol)
-                        t = parse_trade(rec, futures)
-                        trade_records += 1
-                        local_ts = rec.get("local_ts")
-                        if (not skew_reported and type(local_ts) is int
-                                and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
-                            skew_reported = True
-                            out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
-                                        f"{(local_ts - t.ts) / 1e6:+.0f} s (more than "
-                                        f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
-                                        "edges may be missed; fix the recorder's clock (NTP)")
-                        if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
-                            if t.trade_id in trades:
-                                out.count("duplicate_trades")
-                            else:
-                                trades[t.trade_id] = t
-                        continue
-                    if not feed:
-                        continue
-                    if kind == "depth":
-                        if rec.get("symbol") != symbol or rec.get("venue") != venue:
-                            check_identity(rec, venue, symbol)
-                        d = parse_diff(rec, futures)
-                        depth_records += 1
-                        machine.on_diff(d)
-                        if stop_at is not None and d.ts >= stop_at and _book_done(machine, stop_at):
-                            machine_on = False
-                            out.stop_index, out.stop_line = index, line_no
-                            out.resume = resume if resume is not None else (index, f_off, f_line)
-                    elif kind == "snapshot":
-                        check_identity(rec, venue, symbol)
-                        machine.on_snapshot(parse_snapshot(rec))
-                        out.count("snapshot_records")
-                    elif kind == "book_ticker":
-                        out.count("book_ticker_records")
-                    elif kind == "event":
-                        machine.on_event(parse_event(rec))
-                        out.count("event_records")
-                    else:
-                        out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
-                except ValueError as e:
-                    out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
-            if done:
+        for index, before, lines, f_off, f_line in batch:
+            scan.chunk(index, before, lines, f_off, f_line)
+            if scan.done:
                 break
-        if done:
+        if scan.done:
             break
-    out.count("depth_records", depth_records)
-    out.count("trade_records", trade_records)
-    if tickers:
-        out.count("book_ticker_records", tickers)
+    out = scan.out
+    out.count("depth_records", scan.depth_records)
+    out.count("trade_records", scan.trade_records)
+    if scan.tickers:
+        out.count("book_ticker_records", scan.tickers)
     for p in batches.problems:
         out.problem(str(p))
     return out
+
+
+class _Scan:
+    """The state of one scan_records read."""
+
+    def __init__(self, spans, venue, symbol, machine, machine_first, machine_after, trade_last,
+                 trade_lo, trade_hi, stop_at):
+        self.out = ScanResult()
+        self.spans, self.venue, self.symbol, self.machine = spans, venue, symbol, machine
+        self.futures = venue == "binance-futures"
+        self.machine_first, self.machine_after, self.trade_last = machine_first, machine_after, trade_last
+        self.trade_lo, self.trade_hi, self.stop_at = trade_lo, trade_hi, stop_at
+        self.resume_at = stop_at - MAX_CLOCK_SKEW_US if stop_at is not None else None
+        self.resume = None
+        self.machine_on = True
+        self.done = False
+        # Lines read only for their trades are skipped by local time before parsing (cheap regex),
+        # keeping those within MAX_CLOCK_SKEW of the trade window.
+        self.local_lo = trade_lo - MAX_CLOCK_SKEW_US if trade_lo is not None else None
+        self.local_hi = trade_hi + MAX_CLOCK_SKEW_US if trade_hi is not None else None
+        self.depth_records = self.trade_records = self.tickers = 0
+        self.skew_reported = False
+        self.trade_types: dict[bytes, str] = {}
+
+    # A chunk: the lines before the machine's start go through _line (trades only), the rest is
+    # parsed at once and fed in order.
+
+    def chunk(self, index: int, before: int, lines: list[bytes], f_off: int, f_line: int) -> None:
+        n = len(lines)
+        if not self.machine_on or index < self.machine_first:
+            feed_from = n
+        elif index > self.machine_first:
+            feed_from = 0
+        else:
+            feed_from = min(max(self.machine_after - before, 0), n)
+        for i in range(feed_from):
+            if self._line(index, before + i + 1, lines[i], False, f_off, f_line):
+                return
+        if feed_from < n:
+            self._feed(index, before, lines, feed_from, f_off, f_line)
+
+    def _feed(self, index, before, lines, first, f_off, f_line):
+        buf = b"\n".join(lines[first:]) if first else b"\n".join(lines)
+        kinds, fields, prices, qtys = parse_lines(buf, self.venue, self.symbol, self.futures)
+        machine = self.machine
+        n = kinds.shape[0]
+        base = before + first          # line number of parsed line i: base + i + 1
+        i = 0
+        while i < n:
+            if machine.fast_ready():
+                j, reason = machine.run_synced(kinds, fields, prices, qtys, i, n, self.stop_at)
+                self._side_lines(index, kinds, fields, buf, i, j, base)
+                if reason == kernels.END:
+                    i = n
+                    break
+                if reason == kernels.PYTHON and kinds[j] == _OTHER:
+                    self._line(index, base + j + 1, lines[first + j], True, f_off, f_line)
+                else:
+                    self.depth_records += 1
+                    d = self._diff(fields, prices, qtys, j)
+                    if reason == kernels.CROSSED:
+                        machine._after_apply(d)
+                    elif reason == kernels.PYTHON:
+                        machine.on_diff(d)
+                    self._stop_check(d.ts, index, base + j + 1, f_off, f_line)
+            else:
+                kind = kinds[i]
+                if kind == _DEPTH:
+                    self.depth_records += 1
+                    d = self._diff(fields, prices, qtys, i)
+                    machine.on_diff(d)
+                    self._stop_check(d.ts, index, base + i + 1, f_off, f_line)
+                elif kind == _OTHER:
+                    self._line(index, base + i + 1, lines[first + i], True, f_off, f_line)
+                else:
+                    self._side_lines(index, kinds, fields, buf, i, i + 1, base)
+                j = i
+            i = j + 1
+            if not self.machine_on:
+                break
+        if self.resume is None and self.resume_at is not None:
+            # (the resume point is a chunk's frame: any fed line of this chunk at or after resume_at)
+            fed = kinds[:i]
+            local = fields[:i, F_LOCAL]
+            if np.any(((fed == _DEPTH) | (fed == _TRADE)) & (local >= self.resume_at)):
+                self.resume = (index, f_off, f_line)
+        for k in range(i, n):           # after the machine stopped: trades only
+            if self._line(index, base + k + 1, lines[first + k], False, f_off, f_line):
+                return
+
+    def _stop_check(self, ts, index, line_no, f_off, f_line):
+        if self.stop_at is not None and ts >= self.stop_at and _book_done(self.machine, self.stop_at):
+            self.machine_on = False
+            out = self.out
+            out.stop_index, out.stop_line = index, line_no
+            out.resume = self.resume if self.resume is not None else (index, f_off, f_line)
+
+    def _diff(self, fields, prices, qtys, i) -> Diff:
+        f = fields[i].tolist()
+        bids = list(zip(prices[f[F_BID_LO]:f[F_BID_HI]].tolist(), qtys[f[F_BID_LO]:f[F_BID_HI]].tolist()))
+        asks = list(zip(prices[f[F_ASK_LO]:f[F_ASK_HI]].tolist(), qtys[f[F_ASK_LO]:f[F_ASK_HI]].tolist()))
+        return Diff(f[F_TS], f[F_FIRST], f[F_LAST], f[F_PREV] if self.futures else None, bids, asks)
+
+    def _side_lines(self, index, kinds, fields, buf, i, j, base):
+        """The fed lines [i, j) that are not for the machine: depth records are counted, tickers
+        counted, trades kept."""
+        part = kinds[i:j]
+        self.depth_records += int(np.count_nonzero(part == _DEPTH))
+        self.tickers += int(np.count_nonzero(part == _TICKER))
+        at = np.flatnonzero(part == _TRADE)
+        if not at.size:
+            return
+        at += i
+        f = fields[at]
+        prices = units_to_floats(f[:, T_PRICE]).tolist()
+        qtys = units_to_floats(f[:, T_QTY]).tolist()
+        trades, out = self.out.trades, self.out
+        lo, hi = self.trade_lo, self.trade_hi
+        types = self.trade_types
+        self.trade_records += len(at)
+        for k, (ts, tid, local, maker, t0, t1) in enumerate(
+                f[:, [T_TS, T_ID, T_LOCAL, T_MAKER, T_TYPE_START, T_TYPE_END]].tolist()):
+            if (not self.skew_reported and local != kernels.NONE
+                    and abs(local - ts) > MAX_CLOCK_SKEW_US):
+                self._skew_problem(self.spans[index].path, base + int(at[k]) + 1, local, ts)
+            if (lo is None or ts >= lo) and (hi is None or ts < hi):
+                if tid in trades:
+                    out.count("duplicate_trades")
+                else:
+                    if t0 < 0:
+                        trade_type = None
+                    else:
+                        raw = buf[t0:t1]
+                        trade_type = types.get(raw)
+                        if trade_type is None:
+                            trade_type = types[raw] = raw.decode()
+                    trades[tid] = (ts, tid, prices[k], qtys[k], maker == 1, trade_type)
+
+    def _skew_problem(self, where, line_no, local_ts, ts):
+        self.skew_reported = True
+        self.out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
+                         f"{(local_ts - ts) / 1e6:+.0f} s (more than "
+                         f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
+                         "edges may be missed; fix the recorder's clock (NTP)")
+
+    def _line(self, index: int, line_no: int, line: bytes, feed: bool, f_off: int, f_line: int) -> bool:
+        """One line through the checked path (orjson + records.py); True when the read is done."""
+        if not line:
+            return False
+        out = self.out
+        where = self.spans[index].path
+        if not feed:
+            if index > self.trade_last:
+                if not self.machine_on:
+                    self.done = True
+                    return True
+                return False
+            if b'"trade"' not in line:
+                return False
+            if self.local_lo is not None:
+                m = _LOCAL_TS.search(line)
+                if m is not None:
+                    local_ts = int(m.group(1))
+                    if local_ts >= self.local_hi and not self.machine_on:
+                        self.done = True
+                        return True
+                    if self.resume is None and self.resume_at is not None and local_ts >= self.resume_at:
+                        self.resume = (index, f_off, f_line)
+                    if not self.local_lo <= local_ts < self.local_hi:
+                        return False
+        if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
+            self.tickers += 1
+            return False
+        try:
+            rec = orjson.loads(line)
+        except orjson.JSONDecodeError as e:
+            if feed:
+                out.problem(f"{where}:{line_no}: invalid JSON ({e})")
+            return False
+        if type(rec) is not dict:
+            if feed:
+                out.problem(f"{where}:{line_no}: line is not a JSON object")
+            return False
+        kind = rec.get("type")
+        if self.resume is None and self.resume_at is not None:
+            local_ts = rec.get("local_ts")
+            if type(local_ts) is int and local_ts >= self.resume_at:
+                self.resume = (index, f_off, f_line)
+        venue, symbol, machine = self.venue, self.symbol, self.machine
+        trade_lo, trade_hi = self.trade_lo, self.trade_hi
+        try:
+            if kind == "trade":
+                trade_ts = rec.get("trade_ts")
+                if (not feed and type(trade_ts) is int and trade_lo is not None
+                        and not trade_lo <= trade_ts < trade_hi):
+                    return False                # a neighbour file's trade of another hour
+                if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                    check_identity(rec, venue, symbol)
+                t = parse_trade(rec, self.futures)
+                self.trade_records += 1
+                local_ts = rec.get("local_ts")
+                if (not self.skew_reported and type(local_ts) is int
+                        and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
+                    self._skew_problem(where, line_no, local_ts, t.ts)
+                if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
+                    if t.trade_id in out.trades:
+                        out.count("duplicate_trades")
+                    else:
+                        out.trades[t.trade_id] = (t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker,
+                                                  t.trade_type)
+                return False
+            if not feed:
+                return False
+            if kind == "depth":
+                if rec.get("symbol") != symbol or rec.get("venue") != venue:
+                    check_identity(rec, venue, symbol)
+                d = parse_diff(rec, self.futures)
+                self.depth_records += 1
+                machine.on_diff(d)
+                self._stop_check(d.ts, index, line_no, f_off, f_line)
+            elif kind == "snapshot":
+                check_identity(rec, venue, symbol)
+                machine.on_snapshot(parse_snapshot(rec))
+                out.count("snapshot_records")
+            elif kind == "book_ticker":
+                out.count("book_ticker_records")
+            elif kind == "event":
+                machine.on_event(parse_event(rec))
+                out.count("event_records")
+            else:
+                out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
+        except ValueError as e:
+            out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
+        return False

@@ -28,7 +28,10 @@ from __future__ import annotations
 
 from collections import deque
 
-from midas.book.grid import FLOATS, grid_at_or_after
+import numpy as np
+
+from midas.book import kernels
+from midas.book.grid import GridRows, grid_at_or_after
 from midas.book.orderbook import OrderBook
 from midas.book.records import Diff, Snapshot
 
@@ -61,12 +64,11 @@ class BookSync:
         self.gap: list | None = [None, None, "no_snapshot", None, None]
         self.saw_disconnect = False
         self.last_seen_ts: int | None = None
-        self.rows: list[tuple] = []
+        self.rows = GridRows(depth)            # the rows produced, in exact units
         self.gaps: list[tuple] = []
         self.counts = {"applied": 0, "duplicates": 0, "stale": 0, "buffered": 0,
                        "snapshots_used": 0, "snapshots_unusable": 0, "sequence_gaps": 0,
                        "crossed": 0}
-        self._cached_levels: tuple | None = None
 
     # Input ------------------------------------------------------------------------------------------
 
@@ -149,9 +151,12 @@ class BookSync:
     # Internals --------------------------------------------------------------------------------------
 
     def _apply(self, d: Diff) -> None:
-        book = self.book
-        book.apply(d.bids, d.asks)
-        if book.is_crossed():
+        self.book.apply(d.bids, d.asks)
+        self._after_apply(d)
+
+    def _after_apply(self, d: Diff) -> None:
+        """The rest of applying d, once its levels are in the book."""
+        if self.book.is_crossed():
             self.counts["crossed"] += 1
             self.status = UNSYNCED
             if self.gap is None:            # (a gap still open since before the snapshot goes on)
@@ -184,7 +189,6 @@ class BookSync:
     def _load(self, s: Snapshot) -> None:
         """Load a snapshot and replay the buffered diffs through the procedure."""
         self.book.reset(s.bids, s.asks)
-        self._cached_levels = None
         self.status = PENDING
         self.pending_id = s.last_update_id
         pending = list(self.buffer)
@@ -205,30 +209,73 @@ class BookSync:
         self.next_grid = None
         self.gap = [start, None, reason, self.last_u, None]
 
-    def _row_levels(self) -> tuple:
-        if self.book.top_changed or self._cached_levels is None:
-            self._cached_levels = self.book.top_columns(FLOATS)
-        return self._cached_levels
+    def _pack(self) -> np.ndarray:
+        """The scalars the kernels use, as their int64 state vector (None -> kernels.NONE)."""
+        none = kernels.NONE
+        st = np.empty(kernels.STATE_SIZE, dtype=np.int64)
+        for i, v in ((kernels.LAST_U, self.last_u), (kernels.LAST_TS, self.last_ts),
+                     (kernels.NEXT_GRID, self.next_grid), (kernels.EMITTED_UNTIL, self.emitted_until),
+                     (kernels.EMIT_FROM, self.emit_from), (kernels.LAST_SEEN, self.last_seen_ts)):
+            st[i] = none if v is None else v
+        st[kernels.INTERVAL] = self.interval
+        st[kernels.N_ROWS] = self.rows.n
+        st[kernels.APPLIED] = st[kernels.DUPLICATES] = 0
+        return st
+
+    def _unpack(self, st: np.ndarray) -> None:
+        none = kernels.NONE
+        values = st.tolist()
+        self.last_u, self.last_ts, self.next_grid, self.emitted_until, self.last_seen_ts = (
+            None if v == none else v for v in (values[kernels.LAST_U], values[kernels.LAST_TS],
+                                                values[kernels.NEXT_GRID], values[kernels.EMITTED_UNTIL],
+                                                values[kernels.LAST_SEEN]))
+        self.rows.n = values[kernels.N_ROWS]
+        self.counts["applied"] += values[kernels.APPLIED]
+        self.counts["duplicates"] += values[kernels.DUPLICATES]
 
     def _emit_before(self, ts: int) -> None:
-        """Rows for the grid times of the stretch before ts (the book as it is now)."""
-        g = self.next_grid
-        if self.emitted_until is not None and g <= self.emitted_until:
-            g = self.emitted_until + self.interval
-        if g >= ts:
-            return
-        if self.emit_from is not None and g < self.emit_from:
-            g = max(g, grid_at_or_after(self.emit_from, self.interval))
-            if g >= ts:
-                self.next_grid = grid_at_or_after(ts, self.interval)
-                return
-        levels = self._row_levels()
-        u, last_ts, step, rows = self.last_u, self.last_ts, self.interval, self.rows
-        while g < ts:
-            rows.append((g,) + levels + (u, (g - last_ts) // 1000))
-            g += step
-        self.next_grid = g
-        self.emitted_until = g - step
+        """Rows for the grid times of the stretch before ts (the book as it is now): from
+        next_grid on, never at or before emitted_until (rows never repeat or go back), none before
+        emit_from (replayed hours); see kernels.emit_before."""
+        st = self._pack()
+        rows, book = self.rows, self.book
+        rows.ensure_capacity(int(kernels.need_rows(st, ts)))
+        kernels.emit_before(st, ts, book.keys, book.sizes, book.counts, self.depth,
+                            rows.ts, rows.levels, rows.uid, rows.age)
+        self._unpack(st)
+
+    def fast_ready(self) -> bool:
+        """In sync with no open gap: runs of diffs can go to run_synced."""
+        return self.status == SYNCED and self.gap is None
+
+    def run_synced(self, kinds, fields, prices, qtys, start: int, end: int,
+                   stop_at: int | None) -> tuple[int, int]:
+        """kernels.run_synced over parsed lines [start, end) (lineparse.py), growing the row and
+        book arrays as it asks; returns (line, reason) as the kernel does. Only when fast_ready()."""
+        st = self._pack()
+        rows, book = self.rows, self.book
+        stop = kernels.NONE if stop_at is None else stop_at
+        applied = False
+        while True:
+            line, reason = kernels.run_synced(kinds, fields, prices, qtys, start, end, self.futures,
+                                              stop, st, book.keys, book.sizes, book.counts,
+                                              self.depth, rows.ts, rows.levels, rows.uid, rows.age)
+            applied = applied or st[kernels.APPLIED] > 0
+            if reason == kernels.GROW_ROWS:
+                rows.n = int(st[kernels.N_ROWS])
+                rows.ensure_capacity(int(kernels.need_rows(st, int(fields[line, 1]))) + 1)
+            elif reason == kernels.GROW_BOOK:
+                f = fields[line]
+                book.ensure_capacity(int(max(f[7] - f[6], f[9] - f[8])))
+            else:
+                break
+            start = line
+        self._unpack(st)
+        if applied:
+            self.saw_disconnect = False
+            if self.spare is not None and self.spare.last_update_id < self.last_u:
+                self.spare = None
+        return int(line), int(reason)
 
     def _emit_through(self, ts: int) -> None:
         self._emit_before(ts + 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -55,21 +56,39 @@ def test_book_verbs():
     book = OrderBook(depth=2)
     book.reset([(100, 1), (99, 2), (98, 0)], [(101, 3), (103, 1)])
     assert book.top() == ([(100, 1), (99, 2)], [(101, 3), (103, 1)])
-    assert book.top_changed is False
     book.apply([(97, 5)], [(104, 2)])          # below the best two on both sides
-    assert book.top_changed is False
+    assert book.top() == ([(100, 1), (99, 2)], [(101, 3), (103, 1)])
     book.apply([(99, 0), (50, 0)], [])         # removal inside the top; removal of an unknown level
-    assert book.top_changed is True
     assert book.top() == ([(100, 1), (97, 5)], [(101, 3), (103, 1)])
-    assert book.best_bid() == (100, 1) and book.best_ask() == (101, 3) and not book.is_crossed()
+    book.apply([(100, 7)], [(102, 4)])         # a new size for a level; a new level inside the top
+    assert book.levels() == ([(100, 7), (97, 5)], [(101, 3), (102, 4), (103, 1), (104, 2)])
+    assert book.best_bid() == (100, 7) and book.best_ask() == (101, 3) and not book.is_crossed()
     book.apply([(101, 1)], [])
-    assert book.is_crossed() and len(book) == 6
+    assert book.is_crossed() and len(book) == 7
 
 
-def test_top_columns_are_the_grid_row_layout():
-    from midas.book.grid import FLOATS, level_values
+def test_book_grows_past_its_initial_capacity():
+    book = OrderBook(depth=3)
+    book.reset([], [])
+    for p in range(1, 10_001):                 # inserted out of order: each one shifts the others
+        book.apply([(p * 7919 % 10_007, p)], [(20_000 + p, p)])
+    bids, asks = book.levels()
+    assert len(bids) == len(asks) == 10_000
+    assert [p for p, _ in bids] == sorted({p * 7919 % 10_007 for p in range(1, 10_001)}, reverse=True)
+    assert asks[:2] == [(20_001, 1), (20_002, 2)] and asks[-1] == (30_000, 10_000)
+
+
+def test_grid_rows_are_the_row_layout_in_units_and_floats():
+    from midas.book.grid import GridRows, units_to_floats
     book = OrderBook(depth=3)
     book.reset([(10_000_000_000, 150_000_000), (9_900_000_000, 2)], [(10_100_000_000, 300_000_000)])
-    columns = book.top_columns(FLOATS)
-    assert columns == (100.0, 99.0, None, 1.5, 2e-08, None, 101.0, None, None, 3.0, None, None)
-    assert columns == level_values(*book.top(), 3)
+    assert book.top_units().tolist() == [10_000_000_000, 9_900_000_000, -1, 150_000_000, 2, -1,
+                                         10_100_000_000, -1, -1, 300_000_000, -1, -1]
+    rows = GridRows(depth=3, capacity=1)
+    rows.extend_lists([[100_000, *book.top_units().tolist(), 7, 12]])
+    assert rows.as_tuples() == [(100_000, 100.0, 99.0, None, 1.5, 2e-08, None, 101.0, None, None,
+                                 3.0, None, None, 7, 12)]
+    # above 2^53 units one float division would round twice: the exact path gives float(Decimal)
+    big = 2 ** 53 + 1
+    assert units_to_floats(np.array([big, 12_345], dtype=np.int64)).tolist() == [
+        float(Decimal(big) / 10 ** 8), 0.00012345]
