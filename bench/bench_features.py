@@ -146,8 +146,8 @@ def bench_many_rows(n: int, work: Path) -> dict:
     del book, trades
     con = feature_connection()
     # read as compute_features_hour reads (midas.features.read_partition, DuckDB's Parquet reader)
-    (book, trades), read_s = _timed(lambda: (read_partition(book_file, con=con),
-                                             read_partition(trades_file, con=con)), "read")
+    (book, trades), read_s = _timed(lambda: (read_partition(book_file),
+                                             read_partition(trades_file)), "read")
     params = FeatureParams(hour_start=START_US, interval_us=INTERVAL_US, ofi_window=10,
                            bucket_us=100_000, market_only=True)
     features, compute_s = _timed(lambda: compute_feature_columns(

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import operator
 import os
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -115,37 +115,16 @@ def _existing(paths: list[Path]) -> list[Path]:
     return [p for p in paths if p.is_file()]
 
 
-_FILTER_OPS = {">=": operator.ge, ">": operator.gt, "<=": operator.le, "<": operator.lt}
-
-
-def read_partition(path: Path, columns: list[str] | None = None, filters=None,
-                  con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+def read_partition(path: Path, columns: list[str] | None = None, filters=None) -> pa.Table:
     """The rows of `path` (in file order) matching `filters` [(column, op, value), ...] (all of
     them), as an Arrow table with the file's own schema (types, nullability, metadata).
 
-    Read by DuckDB's Parquet reader through its relational API (no SQL text): on the
-    dictionary-encoded partitions the book rebuild writes it takes about a quarter of the CPU of
-    pyarrow.parquet.read_table (bench/RESULTS.md). A path with glob characters, which DuckDB would
-    expand, is read by pyarrow. `con`: a connection to read with (opening one costs ~17 ms)."""
+    Read by pyarrow. On partitions shaped like the real recordings' (long runs of unchanged book
+    levels), an hour of book rows costs pyarrow about half the CPU DuckDB's reader needs (13-15 vs
+    29 ms for 36,000 rows), and the same for 2 M rows (bench/RESULTS.md, 2026-11-24 ~10:30 UTC)."""
     try:
-        schema = pq.read_schema(path)
-        if columns is not None:
-            schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
-        if any(ch in str(path) for ch in "*?[{"):
-            return pq.read_table(path, columns=columns, filters=filters)
-        reader = con if con is not None else duckdb.connect(":memory:")
-        try:
-            rel = reader.read_parquet(str(path))
-            for column, op, value in filters or ():
-                rel = rel.filter(_FILTER_OPS[op](duckdb.ColumnExpression(column),
-                                                 duckdb.ConstantExpression(value)))
-            rel = rel.select(*(duckdb.ColumnExpression(c) for c in schema.names))
-            table = rel.to_arrow_table()
-        finally:
-            if con is None:
-                reader.close()
-        return table.cast(schema)
-    except (OSError, pa.ArrowException, duckdb.Error) as e:
+        return pq.read_table(path, columns=columns, filters=filters)
+    except (OSError, pa.ArrowException) as e:
         raise DataError(f"{path}: cannot read this Parquet partition ({e})") from None
 
 
@@ -171,14 +150,13 @@ def book_input_table(book: pa.Table) -> pa.Table:
     return pa.table(arrays, names=names)
 
 
-def _read_book_rows(paths: list[Path], min_ts: int, max_ts: int,
-                    con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+def _read_book_rows(paths: list[Path], min_ts: int, max_ts: int) -> pa.Table:
     """Feature input columns of the book rows of `paths` with min_ts <= ts < max_ts."""
     tables = []
     for path in _existing(paths):
         names = pq.read_schema(path).names
         wanted = [c for c in book_level_columns() if c in names]
-        table = read_partition(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)], con)
+        table = read_partition(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)])
         tables.append(book_input_table(table))
     if not tables:
         return book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
@@ -195,13 +173,12 @@ def _trade_table(table: pa.Table) -> pa.Table:
     return pa.table(arrays, schema=TRADE_SCHEMA)
 
 
-def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int,
-                 con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int) -> pa.Table:
     tables = []
     for path in _existing(paths):
         names = pq.read_schema(path).names
         table = read_partition(path, [c for c in TRADE_COLUMNS if c in names],
-                              [("ts", ">", min_ts_exclusive), ("ts", "<", max_ts_exclusive)], con)
+                              [("ts", ">", min_ts_exclusive), ("ts", "<", max_ts_exclusive)])
         tables.append(_trade_table(table))
     if not tables:
         return TRADE_SCHEMA.empty_table()
@@ -238,12 +215,30 @@ def feature_connection() -> duckdb.DuckDBPyConnection:
     return con
 
 
+_THREAD = threading.local()
+
+
+def thread_connection() -> duckdb.DuckDBPyConnection:
+    """This thread's feature connection, opened on first use and kept: opening one and loading the
+    macros costs ~25 ms, about a tenth of an hour's features. A DuckDB connection is not shared
+    between threads, hence one per thread; nothing stays registered on it between hours."""
+    con = getattr(_THREAD, "connection", None)
+    if con is None:
+        con = _THREAD.connection = feature_connection()
+    return con
+
+
+def _drop_thread_connection() -> None:
+    con = getattr(_THREAD, "connection", None)
+    _THREAD.connection = None
+    if con is not None:
+        con.close()
+
+
 def _unregister(con: duckdb.DuckDBPyConnection, *names: str) -> None:
-    """Put the empty placeholder relations back (the macros stay bound to these names)."""
+    """Drop the computation's relations (the macros are bound; every use registers its own)."""
     for name in names:
         con.unregister(name)
-        con.register(name, book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
-                     if name == "book_input" else TRADE_SCHEMA.empty_table())
 
 
 def _require_ts_order(book_rows: pa.Table, what: str) -> None:
@@ -347,7 +342,7 @@ def _carry_from_books(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
     day = hour.replace(hour=0)
     paths = [partition_file(data_dir, "book", venue, symbol, h)
              for h in hours_between(day - timedelta(hours=1), hour - timedelta(hours=1))]
-    rows = _read_book_rows(paths, params.day_start - params.interval_us, params.hour_start, con)
+    rows = _read_book_rows(paths, params.day_start - params.interval_us, params.hour_start)
     _require_ts_order(rows, f"book rows of {symbol} before {format_hour(hour)}")
     con.register("book_input", rows)
     try:
@@ -382,7 +377,7 @@ def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
         path = partition_file(data_dir, "trades", venue, symbol, h)
         names = pq.read_schema(path).names
         table = _trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
-                                           [("ts", "<=", until_us)], con))
+                                           [("ts", "<=", until_us)]))
         con.register("trade_input", table)
         try:
             found = con.execute(sql_text("features", "last_trade_before"),
@@ -442,20 +437,20 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
     if not book_path.is_file():
         raise DataError(f"no clean/book partition for {venue} {symbol} hour {format_hour(hour)} "
                         f"({book_path}): run the book rebuild for this hour first")
-    con = feature_connection()
+    con = thread_connection()
     try:
-        book_hour = read_partition(book_path, con=con)
+        book_hour = read_partition(book_path)
         _check_book_hour(book_hour, book_path, params)
         lookback_start = params.hour_start - params.ofi_window_us
         lookback_paths = [partition_file(data_dir, "book", venue, symbol, h)
                           for h in hours_between(hour_of_us(lookback_start), hour - timedelta(hours=1))]
         book_rows = pa.concat_tables([_read_book_rows(lookback_paths, lookback_start,
-                                                      params.hour_start, con),
+                                                      params.hour_start),
                                       book_input_table(book_hour)])
         trade_from = params.hour_start - params.bucket_us
         trade_paths = [partition_file(data_dir, "trades", venue, symbol, h)
                        for h in hours_between(hour_of_us(trade_from + 1), hour)]
-        trades = _read_trades(trade_paths, trade_from, params.hour_end, con)
+        trades = _read_trades(trade_paths, trade_from, params.hour_end)
         seed = last_trade_before(con, data_dir, venue, symbol, trade_from, params.market_only)
         carry_units, carry_source = ofi_carry(con, data_dir, venue, symbol, hour, params)
         read_done = time.perf_counter()
@@ -480,8 +475,10 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
             META_INTERVAL: str(params.interval_us).encode(),
         }
         write_partition(table, out_path, settings.parquet_row_group_size, metadata)
-    finally:
-        con.close()
+    except BaseException:
+        # a failed query may leave the connection in any state: the next hour opens a fresh one
+        _drop_thread_connection()
+        raise
     done = time.perf_counter()
     result = FeaturesResult(venue=venue, symbol=symbol, hour=hour, rows=table.num_rows, path=out_path,
                             seconds=done - started, read_seconds=read_done - started,
