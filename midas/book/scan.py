@@ -14,6 +14,7 @@ in receive order, exactly as the compiled path would have had it been able to.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,10 +82,7 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
                  trade_hi, stop_at)
     batches = LineBatches(spans, start[0], start[1], start[2], batch_size)
     for batch in batches:
-        for index, before, lines, f_off, f_line in batch:
-            scan.chunk(index, before, lines, f_off, f_line)
-            if scan.done:
-                break
+        scan.batch(batch)
         if scan.done:
             break
     out = scan.out
@@ -95,6 +93,11 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
     for p in batches.problems:
         out.problem(str(p))
     return out
+
+
+# Lines fed to the machine are parsed this many at a time at most (zstd frames are ~1 s of data,
+# too small to pay the per-call costs; much larger would leave the CPU caches).
+_GROUP_LINES = 4096
 
 
 class _Scan:
@@ -119,39 +122,69 @@ class _Scan:
         self.skew_reported = False
         self.trade_types: dict[bytes, str] = {}
 
-    # A chunk: the lines before the machine's start go through _line (trades only), the rest is
-    # parsed at once and fed in order.
+    def batch(self, batch: list[tuple[int, int, list[bytes], int, int]]) -> None:
+        """The chunks of one batch: lines the machine does not read go through _line (trades
+        only); the lines it reads are gathered into groups and fed by _feed."""
+        group: list[tuple[int, int, list[bytes], int, int]] = []
+        in_group = 0
+        for index, before, lines, f_off, f_line in batch:
+            n = len(lines)
+            if not self.machine_on or index < self.machine_first:
+                feed_from = n
+            elif index > self.machine_first:
+                feed_from = 0
+            else:
+                feed_from = min(max(self.machine_after - before, 0), n)
+            if feed_from:
+                if group:
+                    self._feed(group)
+                    group, in_group = [], 0
+                    if self.done:
+                        return
+                    if not self.machine_on:         # stopped: this chunk is read for trades only
+                        feed_from = n
+                for i in range(feed_from):
+                    if self._line(index, before + i + 1, lines[i], False, f_off, f_line):
+                        return
+            if feed_from < n:
+                group.append((index, before + feed_from, lines[feed_from:] if feed_from else lines,
+                              f_off, f_line))
+                in_group += n - feed_from
+                if in_group >= _GROUP_LINES:
+                    self._feed(group)
+                    group, in_group = [], 0
+                    if self.done:
+                        return
+        if group:
+            self._feed(group)
 
-    def chunk(self, index: int, before: int, lines: list[bytes], f_off: int, f_line: int) -> None:
-        n = len(lines)
-        if not self.machine_on or index < self.machine_first:
-            feed_from = n
-        elif index > self.machine_first:
-            feed_from = 0
+    def _feed(self, group):
+        """Feed the lines of `group` (pieces: file index, lines before, lines, frame) in order."""
+        if len(group) == 1:
+            lines = group[0][2]
+            starts = [0]
         else:
-            feed_from = min(max(self.machine_after - before, 0), n)
-        for i in range(feed_from):
-            if self._line(index, before + i + 1, lines[i], False, f_off, f_line):
-                return
-        if feed_from < n:
-            self._feed(index, before, lines, feed_from, f_off, f_line)
-
-    def _feed(self, index, before, lines, first, f_off, f_line):
-        buf = b"\n".join(lines[first:]) if first else b"\n".join(lines)
+            lines, starts = [], []
+            for piece in group:
+                starts.append(len(lines))
+                lines.extend(piece[2])
+        buf = b"\n".join(lines)
         kinds, fields, prices, qtys = parse_lines(buf, self.venue, self.symbol, self.futures)
+        self._group, self._starts, self._lines, self._kinds, self._fields = group, starts, lines, kinds, fields
+        self._resume_checked = 0
         machine = self.machine
         n = kinds.shape[0]
-        base = before + first          # line number of parsed line i: base + i + 1
         i = 0
         while i < n:
             if machine.fast_ready():
                 j, reason = machine.run_synced(kinds, fields, prices, qtys, i, n, self.stop_at)
-                self._side_lines(index, kinds, fields, buf, i, j, base)
+                self._side_lines(kinds, fields, buf, i, j)
                 if reason == kernels.END:
                     i = n
                     break
+                self._resume_upto(j + 1)
                 if reason == kernels.PYTHON and kinds[j] == _OTHER:
-                    self._line(index, base + j + 1, lines[first + j], True, f_off, f_line)
+                    self._line(*self._where(j))
                 else:
                     self.depth_records += 1
                     d = self._diff(fields, prices, qtys, j)
@@ -159,35 +192,56 @@ class _Scan:
                         machine._after_apply(d)
                     elif reason == kernels.PYTHON:
                         machine.on_diff(d)
-                    self._stop_check(d.ts, index, base + j + 1, f_off, f_line)
+                    self._stop_check(d.ts, j)
             else:
-                kind = kinds[i]
-                if kind == _DEPTH:
-                    self.depth_records += 1
-                    d = self._diff(fields, prices, qtys, i)
-                    machine.on_diff(d)
-                    self._stop_check(d.ts, index, base + i + 1, f_off, f_line)
-                elif kind == _OTHER:
-                    self._line(index, base + i + 1, lines[first + i], True, f_off, f_line)
-                else:
-                    self._side_lines(index, kinds, fields, buf, i, i + 1, base)
                 j = i
+                kind = kinds[j]
+                if kind == _DEPTH:
+                    self._resume_upto(j + 1)
+                    self.depth_records += 1
+                    d = self._diff(fields, prices, qtys, j)
+                    machine.on_diff(d)
+                    self._stop_check(d.ts, j)
+                elif kind == _OTHER:
+                    self._resume_upto(j + 1)
+                    self._line(*self._where(j))
+                else:
+                    self._side_lines(kinds, fields, buf, j, j + 1)
             i = j + 1
             if not self.machine_on:
                 break
-        if self.resume is None and self.resume_at is not None:
-            # (the resume point is a chunk's frame: any fed line of this chunk at or after resume_at)
-            fed = kinds[:i]
-            local = fields[:i, F_LOCAL]
-            if np.any(((fed == _DEPTH) | (fed == _TRADE)) & (local >= self.resume_at)):
-                self.resume = (index, f_off, f_line)
+        self._resume_upto(i)
         for k in range(i, n):           # after the machine stopped: trades only
-            if self._line(index, base + k + 1, lines[first + k], False, f_off, f_line):
+            index, line_no, line, _, f_off, f_line = self._where(k)
+            if self._line(index, line_no, line, False, f_off, f_line):
                 return
 
-    def _stop_check(self, ts, index, line_no, f_off, f_line):
+    def _where(self, j: int) -> tuple[int, int, bytes, bool, int, int]:
+        """(file index, line number, line, True, frame offset, lines before it) of line j of the
+        group being fed (the arguments of _line)."""
+        starts = self._starts
+        c = bisect_right(starts, j) - 1
+        index, before, _, f_off, f_line = self._group[c]
+        return index, before + j - starts[c] + 1, self._lines[j], True, f_off, f_line
+
+    def _resume_upto(self, end: int) -> None:
+        """The resume point from the fed depth and trade lines before `end` not yet looked at (the
+        checked path sets it itself for the lines it reads): the frame of the first one with
+        local time >= resume_at."""
+        begin, self._resume_checked = self._resume_checked, max(end, self._resume_checked)
+        if self.resume is not None or self.resume_at is None or end <= begin:
+            return
+        kinds = self._kinds[begin:end]
+        hit = np.flatnonzero(((kinds == _DEPTH) | (kinds == _TRADE))
+                             & (self._fields[begin:end, F_LOCAL] >= self.resume_at))
+        if hit.size:
+            index, _, _, _, f_off, f_line = self._where(begin + int(hit[0]))
+            self.resume = (index, f_off, f_line)
+
+    def _stop_check(self, ts: int, j: int) -> None:
         if self.stop_at is not None and ts >= self.stop_at and _book_done(self.machine, self.stop_at):
             self.machine_on = False
+            index, line_no, _, _, f_off, f_line = self._where(j)
             out = self.out
             out.stop_index, out.stop_line = index, line_no
             out.resume = self.resume if self.resume is not None else (index, f_off, f_line)
@@ -198,15 +252,16 @@ class _Scan:
         asks = list(zip(prices[f[F_ASK_LO]:f[F_ASK_HI]].tolist(), qtys[f[F_ASK_LO]:f[F_ASK_HI]].tolist()))
         return Diff(f[F_TS], f[F_FIRST], f[F_LAST], f[F_PREV] if self.futures else None, bids, asks)
 
-    def _side_lines(self, index, kinds, fields, buf, i, j, base):
+    def _side_lines(self, kinds, fields, buf, i, j):
         """The fed lines [i, j) that are not for the machine: depth records are counted, tickers
         counted, trades kept."""
         part = kinds[i:j]
-        self.depth_records += int(np.count_nonzero(part == _DEPTH))
-        self.tickers += int(np.count_nonzero(part == _TICKER))
-        at = np.flatnonzero(part == _TRADE)
-        if not at.size:
+        counts = np.bincount(part, minlength=5)
+        self.depth_records += int(counts[_DEPTH])
+        self.tickers += int(counts[_TICKER])
+        if not counts[_TRADE]:
             return
+        at = np.flatnonzero(part == _TRADE)
         at += i
         f = fields[at]
         prices = units_to_floats(f[:, T_PRICE]).tolist()
@@ -215,11 +270,16 @@ class _Scan:
         lo, hi = self.trade_lo, self.trade_hi
         types = self.trade_types
         self.trade_records += len(at)
-        for k, (ts, tid, local, maker, t0, t1) in enumerate(
-                f[:, [T_TS, T_ID, T_LOCAL, T_MAKER, T_TYPE_START, T_TYPE_END]].tolist()):
-            if (not self.skew_reported and local != kernels.NONE
-                    and abs(local - ts) > MAX_CLOCK_SKEW_US):
-                self._skew_problem(self.spans[index].path, base + int(at[k]) + 1, local, ts)
+        if not self.skew_reported:
+            local = f[:, T_LOCAL]
+            off = np.flatnonzero((local != kernels.NONE) & (np.abs(local - f[:, T_TS]) > MAX_CLOCK_SKEW_US))
+            if off.size:
+                k = int(off[0])
+                index, line_no = self._where(int(at[k]))[:2]
+                self._skew_problem(self.spans[index].path, line_no, int(local[k]), int(f[k, T_TS]))
+        for ts, tid, price, qty, maker, t0, t1 in zip(
+                f[:, T_TS].tolist(), f[:, T_ID].tolist(), prices, qtys, f[:, T_MAKER].tolist(),
+                f[:, T_TYPE_START].tolist(), f[:, T_TYPE_END].tolist()):
             if (lo is None or ts >= lo) and (hi is None or ts < hi):
                 if tid in trades:
                     out.count("duplicate_trades")
@@ -231,7 +291,7 @@ class _Scan:
                         trade_type = types.get(raw)
                         if trade_type is None:
                             trade_type = types[raw] = raw.decode()
-                    trades[tid] = (ts, tid, prices[k], qtys[k], maker == 1, trade_type)
+                    trades[tid] = (ts, tid, price, qty, maker == 1, trade_type)
 
     def _skew_problem(self, where, line_no, local_ts, ts):
         self.skew_reported = True
