@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from midas.config import Settings
-from midas.features.parquet_parallel import write_table_parallel
+from midas.features.parquet_parallel import ParallelParquetWriter
 from midas.errors import DataError
 from midas.layout import (check_symbol, check_venue, dataset_dir, format_hour, hour_of_us,
                           hour_start_us, hours_between, parse_hour, partition_file)
@@ -61,8 +62,8 @@ TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("trade_id", pa.int64()), ("price"
 META_OFI_END = b"midas.ofi_day_end_units"
 META_BOOK_SOURCES = b"midas.book_sources"
 META_INTERVAL = b"midas.snapshot_interval_us"
-# Threads encoding the row groups of a partition (an hour of 100 ms grid rows is one row group of
-# the default PARQUET_ROW_GROUP_SIZE, so this matters for finer grids and long single passes).
+# Threads encoding partitions: the row groups of a partition in parallel, and an hour's book
+# columns while its features are computed (midas.features.parquet_parallel).
 WRITE_THREADS = min(4, os.cpu_count() or 1)
 
 
@@ -392,25 +393,49 @@ def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
 
 # Writing -----------------------------------------------------------------------------------------
 
-def write_partition(table: pa.Table, path: Path, row_group_size: int,
-                    metadata: dict[bytes, bytes] | None = None) -> int:
-    """Write `table` as ZSTD Parquet to a temporary name, then rename it over `path`. Returns bytes."""
+# No dictionary encoding: book sizes and feature values are nearly all distinct, so pyarrow builds
+# dictionaries only to fall back to plain pages. On the real recordings' partitions this halves the
+# writing CPU and the files come out ~17% smaller (bench/RESULTS.md).
+WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": False}
+_WRITE_POOL: list[ThreadPoolExecutor] = []
+_WRITE_POOL_LOCK = threading.Lock()
+
+
+def _write_pool() -> ThreadPoolExecutor:
+    """The threads that encode partitions (WRITE_THREADS), shared by every caller."""
+    with _WRITE_POOL_LOCK:
+        if not _WRITE_POOL:
+            _WRITE_POOL.append(ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="features-write"))
+        return _WRITE_POOL[0]
+
+
+def _new_writer(row_group_size: int) -> ParallelParquetWriter:
+    return ParallelParquetWriter(_write_pool(), row_group_size, **WRITE_OPTIONS)
+
+
+def _replace_file(path: Path, writer: ParallelParquetWriter, schema: pa.Schema) -> int:
+    """Write the file to a temporary name, then rename it over `path`. Returns its size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        # No dictionary encoding: book sizes and feature values are nearly all distinct, so pyarrow
-        # builds dictionaries only to fall back to plain pages. On the real recordings' partitions
-        # this halves the writing CPU and the files come out ~17% smaller (bench/RESULTS.md).
-        # Row groups are encoded on WRITE_THREADS threads: the file pq.write_table would write.
-        write_table_parallel(table, tmp, row_group_size, WRITE_THREADS, compression="zstd",
-                             use_dictionary=False)
+        writer.write(tmp, schema)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
     return path.stat().st_size
+
+
+def write_partition(table: pa.Table, path: Path, row_group_size: int,
+                    metadata: dict[bytes, bytes] | None = None) -> int:
+    """Write `table` as ZSTD Parquet to a temporary name, then rename it over `path`. Returns bytes.
+
+    The row groups are encoded on the write threads; the file is the one pq.write_table writes."""
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    writer = _new_writer(row_group_size)
+    writer.encode(table)
+    return _replace_file(path, writer, table.schema)
 
 
 def _hour_ofi_units(features: pa.Table) -> int | None:
@@ -441,6 +466,9 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
     try:
         book_hour = read_partition(book_path)
         _check_book_hour(book_hour, book_path, params)
+        # the partition's book columns are encoded on the write threads while the rest is done
+        writer = _new_writer(settings.parquet_row_group_size)
+        writer.encode(book_hour)
         lookback_start = params.hour_start - params.ofi_window_us
         lookback_paths = [partition_file(data_dir, "book", venue, symbol, h)
                           for h in hours_between(hour_of_us(lookback_start), hour - timedelta(hours=1))]
@@ -474,7 +502,9 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
                                           sort_keys=True).encode(),
             META_INTERVAL: str(params.interval_us).encode(),
         }
-        write_partition(table, out_path, settings.parquet_row_group_size, metadata)
+        writer.encode(table.select(list(FEATURE_COLUMNS)))
+        _replace_file(out_path, writer, table.schema.with_metadata(
+            {**(table.schema.metadata or {}), **metadata}))
     except BaseException:
         # a failed query may leave the connection in any state: the next hour opens a fresh one
         _drop_thread_connection()

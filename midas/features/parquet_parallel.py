@@ -1,24 +1,29 @@
-"""One Parquet file written by several threads: its row groups are encoded in parallel.
+"""One Parquet file written by several threads: pieces of it are encoded in parallel.
 
-pyarrow encodes and compresses the row groups of a file one after the other on one core; for the
-features partitions (63 columns) that is the largest cost of the stage. Here every row group is
-encoded by `pyarrow.parquet.write_table` into its own in-memory Parquet file, on a thread pool
-(pyarrow releases the GIL while encoding), and the pieces are joined into one file: the column
-chunk bytes of each piece in order, then one footer listing every row group.
+pyarrow encodes and compresses a file's column chunks one after the other on one core; for the
+features partitions (63 columns) that is the largest cost of the stage. Here the table is cut
+into pieces (some of its columns x one row group), each encoded by `pyarrow.parquet.write_table`
+into its own in-memory Parquet file on a thread pool (pyarrow releases the GIL while encoding),
+and the pieces are joined into one file: their column chunk bytes in file order (row group by
+row group, columns in order), then one footer listing every row group.
+
+Pieces can be queued before the whole table exists: compute_features_hour queues an hour's book
+columns as soon as it has read them, so they are encoded while the features are computed.
 
 The footer is Parquet's Thrift `FileMetaData` (compact protocol). The pieces' footers are parsed
-into a generic tree, their row groups concatenated, and the byte offsets a row group holds (page,
-dictionary, index and bloom filter offsets) shifted by where its piece's bytes now start; nothing
-else is touched. The row groups come out exactly as a single `write_table` call writes them: the
-joined file is byte for byte the file `pq.write_table(table, path, row_group_size=...)` writes with
-the same options (tests/features/test_features_parquet_parallel.py checks it), so readers see the
-same file, only written sooner.
+into a generic tree; a row group's column chunks are gathered from its pieces, their sizes summed,
+and the byte offsets they hold (page, dictionary, index and bloom filter offsets) shifted by where
+their piece's bytes now start; schema and key-value metadata come from the whole table's empty
+file. Nothing else is touched: the joined file is byte for byte the file
+`pq.write_table(table, path, row_group_size=...)` writes with the same options
+(tests/features/test_features_parquet_parallel.py compares the bytes), so readers see the same
+file, only written sooner.
 """
 
 from __future__ import annotations
 
 import struct
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,7 +36,7 @@ _BOOL_TRUE, _BOOL_FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET,
 
 # Field ids of parquet.thrift (https://github.com/apache/parquet-format/blob/master/src/main/thrift/parquet.thrift)
 _FILE_NUM_ROWS, _FILE_ROW_GROUPS = 3, 4
-_RG_COLUMNS, _RG_FILE_OFFSET, _RG_ORDINAL = 1, 5, 7
+_RG_COLUMNS, _RG_TOTAL_BYTE_SIZE, _RG_FILE_OFFSET, _RG_TOTAL_COMPRESSED_SIZE, _RG_ORDINAL = 1, 2, 5, 6, 7
 _CC_FILE_OFFSET, _CC_META_DATA, _CC_OFFSET_INDEX_OFFSET, _CC_COLUMN_INDEX_OFFSET = 2, 3, 4, 6
 # ColumnMetaData: data_page_offset, index_page_offset, dictionary_page_offset, bloom_filter_offset
 _CMD_OFFSETS = (9, 10, 11, 14)
@@ -226,53 +231,83 @@ def _encode_piece(table: pa.Table, row_group_size: int, options: dict) -> pa.Buf
     return sink.getvalue()
 
 
-def write_table_parallel(table: pa.Table, path: Path, row_group_size: int, workers: int,
-                         **options) -> None:
-    """Write `table` to `path` as `pq.write_table(table, path, row_group_size=row_group_size,
-    **options)` does, with the row groups encoded by `workers` threads.
+def _shift_row_group(group: list, delta: int) -> None:
+    """Move every byte offset a RowGroup holds by `delta` (its bytes now start `delta` later)."""
+    for chunk in _field(group, _RG_COLUMNS)[2][1]:
+        _shift(chunk, _CC_FILE_OFFSET, delta, keep_zero=True)   # deprecated; 0 means unset
+        _shift(chunk, _CC_OFFSET_INDEX_OFFSET, delta)
+        _shift(chunk, _CC_COLUMN_INDEX_OFFSET, delta)
+        meta = _field(chunk, _CC_META_DATA)
+        if meta is not None:
+            for fid in _CMD_OFFSETS:
+                _shift(meta[2], fid, delta)
+    _shift(group, _RG_FILE_OFFSET, delta)
 
-    `options` are pq.write_table's (compression, use_dictionary, ...); the same file comes out,
-    byte for byte. A page index or bloom filters, which a single writer places after all the row
-    groups, are written by a single writer (one thread) to keep it so."""
-    starts = range(0, table.num_rows, row_group_size)
-    single = options.get("write_page_index") or options.get("bloom_filter_options")
-    if workers <= 1 or len(starts) <= 1 or single:
-        pq.write_table(table, path, row_group_size=row_group_size, **options)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool, open(path, "wb") as out:
-        pieces = pool.map(lambda start: _encode_piece(table.slice(start, row_group_size),
-                                                      row_group_size, options), starts)
-        out.write(MAGIC)
-        position = len(MAGIC)
-        footer, row_groups, num_rows = None, [], 0
-        for piece in pieces:
-            body, piece_footer = _split_piece(piece)
-            groups = _field(piece_footer, _FILE_ROW_GROUPS)[2][1]
-            if len(groups) != 1:
-                raise ParquetJoinError(f"piece has {len(groups)} row groups, expected 1")
-            delta = position - len(MAGIC)   # the piece's bytes start at `position` instead of 4
-            for group in groups:
-                for chunk in _field(group, _RG_COLUMNS)[2][1]:
-                    _shift(chunk, _CC_FILE_OFFSET, delta, keep_zero=True)  # deprecated; 0 = unset
-                    _shift(chunk, _CC_OFFSET_INDEX_OFFSET, delta)
-                    _shift(chunk, _CC_COLUMN_INDEX_OFFSET, delta)
-                    meta = _field(chunk, _CC_META_DATA)
-                    if meta is not None:
-                        for fid in _CMD_OFFSETS:
-                            _shift(meta[2], fid, delta)
-                _shift(group, _RG_FILE_OFFSET, delta)
+
+class ParallelParquetWriter:
+    """One Parquet file from pieces encoded on a thread pool, byte for byte the file
+    `pq.write_table(table, path, row_group_size=row_group_size, **options)` writes.
+
+    `encode(columns)` queues some columns of the table (all its rows), one piece per row group,
+    and returns at once: a caller can queue the columns it already has, compute the others
+    meanwhile and queue them later. `write(path, schema)` waits for the pieces and writes the file
+    of the whole table, its columns in the order queued (`schema`: theirs, with its metadata).
+    `options` are pq.write_table's (compression, use_dictionary, ...); a page index or bloom
+    filters, which pyarrow places after all the row groups, are not supported."""
+
+    def __init__(self, pool: Executor, row_group_size: int, **options):
+        if options.get("write_page_index") or options.get("bloom_filter_options"):
+            raise ValueError("ParallelParquetWriter writes no page index or bloom filters")
+        self.pool, self.row_group_size, self.options = pool, row_group_size, options
+        self.num_rows: int | None = None
+        self._column_groups: list[list[Future]] = []
+
+    def encode(self, columns: pa.Table) -> None:
+        if self.num_rows is not None and columns.num_rows != self.num_rows:
+            raise ValueError(f"{columns.num_rows} rows queued after {self.num_rows}")
+        self.num_rows = columns.num_rows
+        self._column_groups.append([
+            self.pool.submit(_encode_piece, columns.slice(start, self.row_group_size),
+                             self.row_group_size, self.options)
+            for start in range(0, columns.num_rows, self.row_group_size)])
+
+    def write(self, path: Path, schema: pa.Schema) -> None:
+        if not self.num_rows:                  # no rows: pyarrow's own empty file
+            pq.write_table(schema.empty_table(), path, row_group_size=self.row_group_size,
+                           **self.options)
+            return
+        # schema, key-value metadata and column orders of the whole table, from its empty file
+        _body, footer = _split_piece(_encode_piece(schema.empty_table(), self.row_group_size,
+                                                   self.options))
+        row_groups = []
+        with open(path, "wb") as out:
+            out.write(MAGIC)
+            position = len(MAGIC)
+            for index in range(len(self._column_groups[0])):
+                group = None
+                for pieces in self._column_groups:
+                    body, piece_footer = _split_piece(pieces[index].result())
+                    piece_groups = _field(piece_footer, _FILE_ROW_GROUPS)[2][1]
+                    if len(piece_groups) != 1:
+                        raise ParquetJoinError(f"piece has {len(piece_groups)} row groups, expected 1")
+                    piece_group = piece_groups[0]
+                    _shift_row_group(piece_group, position - len(MAGIC))
+                    if group is None:
+                        group = piece_group
+                    else:                       # the row group's next columns
+                        _field(group, _RG_COLUMNS)[2][1].extend(_field(piece_group, _RG_COLUMNS)[2][1])
+                        for fid in (_RG_TOTAL_BYTE_SIZE, _RG_TOTAL_COMPRESSED_SIZE):
+                            _field(group, fid)[2] += _field(piece_group, fid)[2]
+                    out.write(body)
+                    position += len(body)
                 ordinal = _field(group, _RG_ORDINAL)
                 if ordinal is not None:
-                    ordinal[2] = len(row_groups)
+                    ordinal[2] = index
                 row_groups.append(group)
-            num_rows += _field(piece_footer, _FILE_NUM_ROWS)[2]
-            footer = footer or piece_footer
-            out.write(body)
-            position += len(body)
-        _field(footer, _FILE_NUM_ROWS)[2] = num_rows
-        rg_field = _field(footer, _FILE_ROW_GROUPS)
-        rg_field[2] = (rg_field[2][0], row_groups)
-        encoded = encode_footer(footer)
-        out.write(encoded)
-        out.write(struct.pack("<i", len(encoded)))
-        out.write(MAGIC)
+            _field(footer, _FILE_NUM_ROWS)[2] = self.num_rows
+            rg_field = _field(footer, _FILE_ROW_GROUPS)
+            rg_field[2] = (_STRUCT, row_groups)
+            encoded = encode_footer(footer)
+            out.write(encoded)
+            out.write(struct.pack("<i", len(encoded)))
+            out.write(MAGIC)

@@ -10,7 +10,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from midas.features.parquet_parallel import decode_footer, encode_footer, write_table_parallel
+from concurrent.futures import ThreadPoolExecutor
+
+from midas.features.parquet_parallel import ParallelParquetWriter, decode_footer, encode_footer
+
+
+def write_table_parallel(table: pa.Table, path, row_group_size: int, workers: int, **options) -> None:
+    with ThreadPoolExecutor(workers) as pool:
+        writer = ParallelParquetWriter(pool, row_group_size, **options)
+        writer.encode(table)
+        writer.write(path, table.schema)
 
 
 def _table(rows: int) -> pa.Table:
@@ -51,11 +60,37 @@ def test_same_bytes_as_one_pyarrow_writer(tmp_path, rows, group, options):
     assert pq.read_table(tmp_path / "parallel.parquet").equals(table)
 
 
-def test_page_index_is_written_by_one_writer(tmp_path):
-    table = _table(5_000)
-    pq.write_table(table, tmp_path / "single.parquet", row_group_size=1_000, write_page_index=True)
-    write_table_parallel(table, tmp_path / "parallel.parquet", 1_000, 2, write_page_index=True)
+@pytest.mark.parametrize("rows, group", [(10_000, 1_000), (10_001, 3_000), (999, 1_000), (0, 1_000)])
+@pytest.mark.parametrize("split", [[1, 3], [2], [5], [1, 2, 3, 4, 5]])
+def test_columns_queued_in_groups_give_the_same_bytes(tmp_path, rows, group, split):
+    """Columns queued in several calls (as compute_features_hour queues the book columns before
+    the features are computed) make the file one writer makes of the whole table."""
+    table = _table(rows)
+    options = {"compression": "zstd", "use_dictionary": False}
+    pq.write_table(table, tmp_path / "single.parquet", row_group_size=group, **options)
+    bounds = [0, *split, table.num_columns]
+    with ThreadPoolExecutor(2) as pool:
+        writer = ParallelParquetWriter(pool, group, **options)
+        for lo, hi in zip(bounds, bounds[1:]):
+            writer.encode(table.select(table.column_names[lo:hi]))
+        writer.write(tmp_path / "parallel.parquet", table.schema)
     assert _digest(tmp_path / "parallel.parquet") == _digest(tmp_path / "single.parquet")
+    assert pq.read_table(tmp_path / "parallel.parquet").equals(table, check_metadata=True)
+
+
+def test_columns_of_different_lengths_are_refused():
+    with ThreadPoolExecutor(1) as pool:
+        writer = ParallelParquetWriter(pool, 1_000)
+        writer.encode(_table(10).select(["ts"]))
+        with pytest.raises(ValueError, match="11 rows queued after 10"):
+            writer.encode(_table(11).select(["bid_px_01"]))
+
+
+def test_page_index_and_bloom_filters_are_refused():
+    with ThreadPoolExecutor(1) as pool:
+        for options in ({"write_page_index": True}, {"bloom_filter_options": {"ts": {}}}):
+            with pytest.raises(ValueError, match="no page index or bloom filters"):
+                ParallelParquetWriter(pool, 1_000, **options)
 
 
 def test_empty_table(tmp_path):
