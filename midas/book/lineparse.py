@@ -38,6 +38,17 @@ _KEYS = (b"type", b"venue", b"symbol", b"exchange_ts", b"first_update_id", b"las
 NKEYS = len(_KEYS)
 _KEY_BYTES = np.frombuffer(b"".join(_KEYS), dtype=np.uint8)
 _KEY_ENDS = np.cumsum(np.array([len(k) for k in _KEYS], dtype=np.int64))
+
+
+def _key_hash(length: int, first: int, last: int) -> int:
+    return (length + first + last * 8) & 255
+
+
+# hash of (length, first byte, last byte) -> key id (-1: no key); the recognised keys' hashes differ
+_KEY_OF_HASH = np.full(256, -1, dtype=np.int64)
+for _k, _key in enumerate(_KEYS):
+    assert _KEY_OF_HASH[_key_hash(len(_key), _key[0], _key[-1])] == -1
+    _KEY_OF_HASH[_key_hash(len(_key), _key[0], _key[-1])] = _k
 _DEPTH = np.frombuffer(b"depth", dtype=np.uint8)
 _TRADE = np.frombuffer(b"trade", dtype=np.uint8)
 _TICKER_PREFIX = np.frombuffer(b'{"type":"book_ticker"', dtype=np.uint8)
@@ -58,13 +69,13 @@ def _same(buf, start, end, lit, lit_start, lit_end):
 
 @njit(cache=True)
 def _key_id(buf, start, end):
-    lo = 0
-    for k in range(NKEYS):
-        hi = _KEY_ENDS[k]
-        if _same(buf, start, end, _KEY_BYTES, lo, hi):
-            return k
-        lo = hi
-    return -1
+    if end <= start:
+        return -1
+    k = _KEY_OF_HASH[((end - start) + buf[start] + buf[end - 1] * 8) & 255]
+    if k < 0:
+        return -1
+    lo = _KEY_ENDS[k - 1] if k > 0 else 0
+    return k if _same(buf, start, end, _KEY_BYTES, lo, _KEY_ENDS[k]) else -1
 
 
 @njit(cache=True)
@@ -108,6 +119,34 @@ def _decimal_units(buf, start, end):
     if digits + 8 - decimals > 18:
         return -1
     return value * _POW10[8 - decimals]
+
+
+@njit(cache=True)
+def _quoted_decimal(buf, pos, end):
+    """buf[pos] is the byte after an opening quote: (units, index of the closing quote) of a
+    decimal string digits[.digits] (<= 8 decimals, <= 18 digits), or (-1, -1)."""
+    value = 0
+    digits = 0
+    i = pos
+    while i < end and 48 <= buf[i] <= 57:
+        value = value * 10 + (buf[i] - 48)
+        digits += 1
+        i += 1
+    if digits == 0 or i >= end:
+        return -1, -1
+    decimals = 0
+    if buf[i] == 46:                # '.'
+        i += 1
+        while i < end and 48 <= buf[i] <= 57:
+            value = value * 10 + (buf[i] - 48)
+            decimals += 1
+            i += 1
+        if decimals == 0 or decimals > 8:
+            return -1, -1
+        digits += decimals
+    if i >= end or buf[i] != 34 or digits + 8 - decimals > 18:
+        return -1, -1
+    return value * _POW10[8 - decimals], i
 
 
 @njit(cache=True)
@@ -190,17 +229,13 @@ def _parse_line(buf, pos, end, venue, symbol, futures, fields, prices, qtys, n_l
                 while True:
                     if p + 1 >= end or buf[p] != 91 or buf[p + 1] != 34:
                         return OTHER, level_start
-                    e1 = _string_end(buf, p + 2, end)
-                    if e1 < 0:
+                    price, e1 = _quoted_decimal(buf, p + 2, end)
+                    if price < 0:
                         return OTHER, level_start
-                    price = _decimal_units(buf, p + 2, e1)
                     p = e1 + 1
-                    if price < 0 or p + 1 >= end or buf[p] != 44 or buf[p + 1] != 34:
+                    if p + 1 >= end or buf[p] != 44 or buf[p + 1] != 34:
                         return OTHER, level_start
-                    e2 = _string_end(buf, p + 2, end)
-                    if e2 < 0:
-                        return OTHER, level_start
-                    qty = _decimal_units(buf, p + 2, e2)
+                    qty, e2 = _quoted_decimal(buf, p + 2, end)
                     p = e2 + 1
                     if qty < 0 or p >= end or buf[p] != 93:
                         return OTHER, level_start
