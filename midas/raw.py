@@ -22,8 +22,8 @@ PARTIAL_SUFFIX = ".partial"
 _READ_CHUNK = 1 << 20
 
 
-def _dumps(record: dict) -> bytes:
-    return orjson.dumps(record)
+def _dumps_line(record: dict) -> bytes:
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
 
 
 @dataclass
@@ -59,14 +59,17 @@ class RawFileWriter:
         self.closed = False
 
     def write(self, record: dict) -> None:
-        self._buffer.append(_dumps(record))
-        self._buffer.append(b"\n")
-        self.stats.records += 1
-        ts = record.get("local_ts")
-        if ts is not None:
-            if self.stats.first_local_ts is None:
-                self.stats.first_local_ts = ts
-            self.stats.last_local_ts = ts
+        self.append_line(_dumps_line(record), record.get("local_ts"))
+
+    def append_line(self, line: bytes, local_ts: int | None) -> None:
+        """Append one serialized record that ends with its newline (the collector's hot path)."""
+        self._buffer.append(line)
+        stats = self.stats
+        stats.records += 1
+        if local_ts is not None:
+            if stats.first_local_ts is None:
+                stats.first_local_ts = local_ts
+            stats.last_local_ts = local_ts
 
     def write_line(self, line: bytes, local_ts: int | None) -> None:
         """Append an already serialized record (no newline)."""

@@ -244,6 +244,113 @@ def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) ->
     raise WireError(f"{where}: unknown event type {kind!r:.40}")
 
 
+# The fast path: Binance's own message layouts matched whole, on the bytes ------------------------
+#
+# Binance (and `midas exchange`) write every stream message with the same keys in the same order and
+# no whitespace. A message in exactly that layout is validated by one regular expression over its
+# bytes, and its raw record is written by filling a template with the matched bytes, without
+# building the JSON objects, the record dict and serializing it again. The pieces below only accept
+# text whose JSON value is plain and whose re-serialization is that same text:
+#   integers without sign-zero or leading zeros, at most 18 digits (orjson writes them back as read),
+#   times (`E`, `T`) at most 15 digits (times 1000 they still fit the 64 bits orjson writes);
+#   decimal strings as `_DECIMAL_MATCH`; symbols and trade types of capitals, digits, `_`;
+#   the stream name in printable ASCII without quote or backslash (never written, only checked).
+# So for a matched message the line is byte for byte `orjson.dumps(parse_stream_message(...))`
+# (tests/foundation/test_wire_fast_path.py checks that on random messages); anything else, valid or
+# not, goes through `parse_stream_message`, which has the errors.
+_J_INT = rb"(0|-?[1-9][0-9]{0,17})"
+_J_TIME = rb"(0|-?[1-9][0-9]{0,14})"
+_J_DEC = rb'"([0-9]+(?:\.[0-9]*)?)"'
+_J_SYM = rb'"([A-Z0-9_]{1,40})"'
+_J_BOOL = rb"(true|false)"
+_J_LEVEL = rb'\["[0-9]+(?:\.[0-9]*)?","[0-9]+(?:\.[0-9]*)?"\]'
+_J_LEVELS = rb"(\[(?:" + _J_LEVEL + rb"(?:," + _J_LEVEL + rb")*)?\])"
+
+
+def _layout(data: bytes):
+    return re.compile(rb'\{"stream":"[\x20\x21\x23-\x5b\x5d-\x7e]*","data":\{' + data + rb"\}\}").fullmatch
+
+
+_SPOT_LAYOUTS = (
+    _layout(rb'"u":' + _J_INT + rb',"s":' + _J_SYM + rb',"b":' + _J_DEC + rb',"B":' + _J_DEC
+            + rb',"a":' + _J_DEC + rb',"A":' + _J_DEC),
+    _layout(rb'"e":"trade","E":' + _J_TIME + rb',"s":' + _J_SYM + rb',"t":' + _J_INT + rb',"p":' + _J_DEC
+            + rb',"q":' + _J_DEC + rb',"T":' + _J_TIME + rb',"m":' + _J_BOOL + rb',"M":(?:true|false)'),
+    _layout(rb'"e":"depthUpdate","E":' + _J_TIME + rb',"s":' + _J_SYM + rb',"U":' + _J_INT + rb',"u":' + _J_INT
+            + rb',"b":' + _J_LEVELS + rb',"a":' + _J_LEVELS),
+)
+_FUTURES_LAYOUTS = (
+    _layout(rb'"e":"bookTicker","u":' + _J_INT + rb',"s":' + _J_SYM + rb',"b":' + _J_DEC + rb',"B":' + _J_DEC
+            + rb',"a":' + _J_DEC + rb',"A":' + _J_DEC + rb',"T":' + _J_TIME + rb',"E":' + _J_TIME),
+    _layout(rb'"e":"trade","E":' + _J_TIME + rb',"T":' + _J_TIME + rb',"s":' + _J_SYM + rb',"t":' + _J_INT
+            + rb',"p":' + _J_DEC + rb',"q":' + _J_DEC + rb',"X":"([A-Z_]{1,32})","m":' + _J_BOOL),
+    _layout(rb'"e":"depthUpdate","E":' + _J_TIME + rb',"T":' + _J_TIME + rb',"s":' + _J_SYM + rb',"U":' + _J_INT
+            + rb',"u":' + _J_INT + rb',"pu":' + _J_INT + rb',"b":' + _J_LEVELS + rb',"a":' + _J_LEVELS),
+)
+
+
+class FastPath:
+    """Raw record lines straight from messages in Binance's exact layout (see above), for one venue.
+
+    `parse(message, local_ts)` returns `(kind, symbol, first_id, last_id, prev_id, exchange_ts, line)`
+    or None (then `parse_stream_message` decides). `line` is the serialized record with its newline;
+    the ids are what the collector tracks: depth `U`, `u`, `pu` (None on spot); trade id; bookTicker
+    `u` (in `last_id`, the others None).
+    """
+
+    def __init__(self, venue: str):
+        self.futures = venue == "binance-futures"
+        self.book_ticker, self.trade, self.depth = _FUTURES_LAYOUTS if self.futures else _SPOT_LAYOUTS
+        v = orjson.dumps(venue)
+        self._ticker_line = (b'{"type":"book_ticker","venue":' + v + b',"symbol":"%b","exchange_ts":%b,'
+                             b'"local_ts":%d,"update_id":%b,"bid_px":"%b","bid_sz":"%b","ask_px":"%b",'
+                             b'"ask_sz":"%b"}\n')
+        self._trade_line = (b'{"type":"trade","venue":' + v + b',"symbol":"%b","exchange_ts":%d,"local_ts":%d,'
+                            b'"trade_id":%b,"price":"%b","qty":"%b","is_buyer_maker":%b,"trade_ts":%d,'
+                            b'"trade_type":%b}\n')
+        self._depth_line = (b'{"type":"depth","venue":' + v + b',"symbol":"%b","exchange_ts":%d,"local_ts":%d,'
+                            b'"transaction_ts":%b,"first_update_id":%b,"last_update_id":%b,'
+                            b'"prev_update_id":%b,"bids":%b,"asks":%b}\n')
+
+    def parse(self, message, local_ts: int) -> tuple | None:
+        m = self.book_ticker(message)
+        if m is not None:
+            if self.futures:
+                uid, sym, bid_px, bid_sz, ask_px, ask_sz, _t, e = m.groups()
+                exchange_ts = int(e) * _MS
+                ets = b"%d" % exchange_ts
+            else:
+                uid, sym, bid_px, bid_sz, ask_px, ask_sz = m.groups()
+                exchange_ts, ets = None, b"null"
+            return ("book_ticker", sym, None, int(uid), None, exchange_ts,
+                    self._ticker_line % (sym, ets, local_ts, uid, bid_px, bid_sz, ask_px, ask_sz))
+        m = self.trade(message)
+        if m is not None:
+            if self.futures:
+                e, t, sym, tid, price, qty, trade_type, maker = m.groups()
+                trade_type = b'"' + trade_type + b'"'
+            else:
+                e, sym, tid, price, qty, t, maker = m.groups()
+                trade_type = b"null"
+            exchange_ts = int(e) * _MS
+            return ("trade", sym, None, int(tid), None, exchange_ts,
+                    self._trade_line % (sym, exchange_ts, local_ts, tid, price, qty, maker, int(t) * _MS,
+                                        trade_type))
+        m = self.depth(message)
+        if m is not None:
+            if self.futures:
+                e, t, sym, first, last, prev, bids, asks = m.groups()
+                prev_id, transaction_ts = int(prev), b"%d" % (int(t) * _MS)
+            else:
+                e, sym, first, last, bids, asks = m.groups()
+                prev, prev_id, transaction_ts = b"null", None, b"null"
+            exchange_ts = int(e) * _MS
+            return ("depth", sym, int(first), int(last), prev_id, exchange_ts,
+                    self._depth_line % (sym, exchange_ts, local_ts, transaction_ts, first, last, prev,
+                                        bids, asks))
+        return None
+
+
 def parse_depth_snapshot(body: bytes | str | dict, venue: str, symbol: str, local_ts: int,
                          depth_limit: int, where: str = "depth snapshot") -> dict:
     """A REST `/depth` answer -> a `snapshot` raw record."""

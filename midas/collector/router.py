@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+import orjson
+
 from midas import wire
 from midas.collector.connection import Connection, StormRule
 from midas.collector.health import KINDS, HealthCounters
@@ -88,12 +90,24 @@ class MessageRouter:
         self.accepted = dict.fromkeys(KINDS, 0)    # records written per stream kind, whole run
         self.gaps_total = 0
         self.snapshots_total = 0
+        # Messages in Binance's exact layout skip the JSON objects (midas.wire.FastPath); their
+        # symbol comes as the message's bytes.
+        self.fast_parse = wire.FastPath(venue).parse
+        self.states_by_wire_symbol = {symbol.encode(): state for symbol, state in states.items()}
 
     # Messages -------------------------------------------------------------------------------------
 
     def on_message(self, conn: Connection, message, local_ts: int) -> None:
         if conn.retired:
             return
+        if not self.joins:      # while a planned reconnect joins, records are held as dicts (below)
+            fast = self.fast_parse(message, local_ts)
+            if fast is not None:
+                state = self.states_by_wire_symbol.get(fast[1])
+                if state is not None:
+                    kind, _, first_id, last_id, prev_id, exchange_ts, line = fast
+                    self._accept(state, kind, first_id, last_id, prev_id, exchange_ts, local_ts, line)
+                    return
         try:
             rec = wire.parse_stream_message(message, self.venue, local_ts, conn.where)
         except WireError as e:
@@ -127,40 +141,49 @@ class MessageRouter:
         """Write one record unless it is a duplicate; track the sequence. True when written."""
         kind = rec["type"]
         if kind == "depth":
-            verdict = state.tracker.on_diff(rec["first_update_id"], rec["last_update_id"],
-                                            rec["prev_update_id"])
-            if verdict is DiffVerdict.DUPLICATE:
-                state.duplicates += 1
-                return False
-            if verdict is DiffVerdict.GAP:
-                self.counters.gaps += 1
-                self.gaps_total += 1
-                detail = f"sequence gap: {state.tracker.gap_detail}"
-                log_kv(log, "sequence gap, fetching a snapshot", logging.WARNING,
-                       symbol=state.symbol, detail=state.tracker.gap_detail)
-                state.files.event("gap", detail, rec["local_ts"])
-                state.sync_reason = "gap"
-            elif verdict is DiffVerdict.FIRST and state.opening_snapshot is not None:
-                self._open_with_held_snapshot(state)
-            state.files.write(rec)
+            first_id, last_id, prev_id = rec["first_update_id"], rec["last_update_id"], rec["prev_update_id"]
+        else:
+            first_id, last_id, prev_id = None, rec["trade_id" if kind == "trade" else "update_id"], None
+        return self._accept(state, kind, first_id, last_id, prev_id, rec["exchange_ts"], rec["local_ts"],
+                            orjson.dumps(rec, option=orjson.OPT_APPEND_NEWLINE))
+
+    def _accept(self, state: SymbolState, kind: str, first_id: int | None, last_id: int,
+                prev_id: int | None, exchange_ts: int | None, local_ts: int, line: bytes) -> bool:
+        """`accept` of a serialized record (`line`, with its newline) and the fields it needs:
+        depth `first_id`/`last_id`/`prev_id` = U/u/pu; trade id or bookTicker id in `last_id`."""
+        if kind == "depth":
+            verdict = state.tracker.on_diff(first_id, last_id, prev_id)
+            if verdict is not DiffVerdict.OK:
+                if verdict is DiffVerdict.DUPLICATE:
+                    state.duplicates += 1
+                    return False
+                if verdict is DiffVerdict.GAP:
+                    self.counters.gaps += 1
+                    self.gaps_total += 1
+                    detail = f"sequence gap: {state.tracker.gap_detail}"
+                    log_kv(log, "sequence gap, fetching a snapshot", logging.WARNING,
+                           symbol=state.symbol, detail=state.tracker.gap_detail)
+                    state.files.event("gap", detail, local_ts)
+                    state.sync_reason = "gap"
+                elif verdict is DiffVerdict.FIRST and state.opening_snapshot is not None:
+                    self._open_with_held_snapshot(state)
+            state.files.write_line(line, local_ts)
             if not state.tracker.in_sync:
                 self.request_snapshot(state)
         elif kind == "trade":
-            tid = rec["trade_id"]
-            if state.last_trade_id is not None and tid <= state.last_trade_id:
+            if state.last_trade_id is not None and last_id <= state.last_trade_id:
                 state.duplicates += 1
                 return False
-            state.last_trade_id = tid
-            state.files.write(rec)
+            state.last_trade_id = last_id
+            state.files.write_line(line, local_ts)
         else:
-            uid = rec["update_id"]
-            if state.last_ticker_id is not None and uid <= state.last_ticker_id:
+            if state.last_ticker_id is not None and last_id <= state.last_ticker_id:
                 state.duplicates += 1
                 return False
-            state.last_ticker_id = uid
-            state.files.write(rec)
+            state.last_ticker_id = last_id
+            state.files.write_line(line, local_ts)
         self.accepted[kind] += 1
-        self.counters.message(kind, state.symbol, rec["local_ts"], rec["exchange_ts"])
+        self.counters.message(kind, state.symbol, local_ts, exchange_ts)
         return True
 
     def _malformed(self, conn: Connection, message, reason: str) -> None:

@@ -93,7 +93,7 @@ class SymbolFiles:
         self.fsync = fsync
         self.current: RawFileWriter | None = None
         self.rotate_at: float | None = None
-        # Records received before the first snapshot: serialized lines, compressed into zstd
+        # Records received before the first snapshot: serialized lines (with their newline), compressed into zstd
         # frames at every flush (held in memory: ~10x smaller than the lines).
         self.startup_lines: list[bytes] = []
         self.startup_span: list[int | None] = [None, None]      # first/last local_ts of the lines
@@ -106,15 +106,19 @@ class SymbolFiles:
     # Writing -------------------------------------------------------------------------------------
 
     def write(self, record: dict) -> None:
-        if self.current is not None:
-            self.current.write(record)
+        self.write_line(orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE), record.get("local_ts"))
+
+    def write_line(self, line: bytes, local_ts: int | None) -> None:
+        """Write one serialized record ending with its newline (`local_ts`: the record's)."""
+        current = self.current
+        if current is not None:
+            current.append_line(line, local_ts)
         else:
-            self.startup_lines.append(orjson.dumps(record))
-            ts = record.get("local_ts")
-            if ts is not None:
+            self.startup_lines.append(line)
+            if local_ts is not None:
                 if self.startup_span[0] is None:
-                    self.startup_span[0] = ts
-                self.startup_span[1] = ts
+                    self.startup_span[0] = local_ts
+                self.startup_span[1] = local_ts
         self.records_written += 1
 
     def event(self, event: str, detail: str, local_ts: int | None = None) -> None:
@@ -192,7 +196,7 @@ class SymbolFiles:
         """Compress the startup lines held since the last flush into one frame."""
         if not self.startup_lines:
             return
-        frame = shared_compressor().compress(b"\n".join(self.startup_lines) + b"\n")
+        frame = shared_compressor().compress(b"".join(self.startup_lines))
         self.startup_frames.append((frame, len(self.startup_lines), *self.startup_span))
         self.startup_lines.clear()
         self.startup_span = [None, None]

@@ -1,4 +1,4 @@
-"""The collector's fast path in midas.wire accepts and rejects exactly what the checked path does.
+"""The collector's fast paths in midas.wire accept and reject exactly what the checked path does.
 
 midas/wire.py validates valid payloads in a few C-level passes and sends anything else through the
 field-by-field check that writes the error text; the two state the same rules twice, so they are
@@ -7,6 +7,9 @@ compared here on random inputs.
 
 from __future__ import annotations
 
+import gzip
+
+import orjson
 from hypothesis import given, settings, strategies as st
 
 from midas import wire
@@ -50,3 +53,89 @@ def test_trade_payload_fast_path_equals_checked(p, q, t, m, e):
         except WireError as err:
             got = str(err)
         assert got == expected
+
+
+# midas.wire.FastPath: messages in Binance's exact layout, matched on their bytes ------------------
+
+_ints = st.one_of(st.integers(-5, 5), st.integers(-(2**63), 2**64 - 1), st.integers(0, 10**18),
+                  st.integers(-(10**16), 10**16))
+_decimal_text = st.one_of(st.from_regex(r"[0-9]{1,6}(\.[0-9]{0,8})?", fullmatch=True), _text)
+_symbols = st.one_of(st.sampled_from(["BTCUSDT", "ETHUSDT", "BTCUSDT_240927", "1000SHIBUSDT"]),
+                     st.text(alphabet="ABCxyz09_ \"\\é", min_size=0, max_size=8))
+_levels = st.lists(st.lists(_decimal_text, min_size=2, max_size=2)
+                   | st.lists(_decimal_text | _ints, max_size=3), max_size=4)
+_names = st.one_of(st.sampled_from(["btcusdt@depth@100ms", "btcusdt@trade", "btcusdt@bookTicker"]),
+                   st.text(max_size=12))
+
+
+def _layouts(venue):
+    """Payload strategies with Binance's key order (as the exchange writes them) for `venue`."""
+    futures = venue == "binance-futures"
+    values = dict(E=_ints, T=_ints, s=_symbols, U=_ints, u=_ints, pu=_ints, t=_ints, p=_decimal_text,
+                  q=_decimal_text, m=st.booleans() | st.none(), M=st.booleans() | _ints,
+                  b=_levels, a=_levels, B=_decimal_text, A=_decimal_text, X=st.sampled_from(["MARKET", "LIQ_X", "ab"]))
+    ticker_values = dict(values, b=_decimal_text, a=_decimal_text)
+    if futures:
+        keys = {"depthUpdate": "E T s U u pu b a", "trade": "E T s t p q X m",
+                "bookTicker": "u s b B a A T E"}
+    else:
+        keys = {"depthUpdate": "E s U u b a", "trade": "E s t p q T m M", "bookTicker": "u s b B a A"}
+    out = []
+    for event, names in keys.items():
+        vals = ticker_values if event == "bookTicker" else values
+        head = {} if (event == "bookTicker" and not futures) else {"e": st.just(event)}
+        out.append(st.fixed_dictionaries(head | {k: vals[k] for k in names.split()}))
+    return st.one_of(out)
+
+
+def _expected(message: bytes, venue: str) -> tuple[dict | None, bytes | None]:
+    """The record of the checked path and its line (None: rejected / not serializable)."""
+    try:
+        rec = wire.parse_stream_message(message, venue, 1723161253937085)
+    except WireError:
+        return None, None
+    try:
+        return rec, orjson.dumps(rec) + b"\n"
+    except TypeError:          # a time that overflows 64 bits in microseconds
+        return rec, None
+
+
+@settings(max_examples=3000, deadline=None)
+@given(data=st.data(), venue=st.sampled_from(["binance", "binance-futures"]),
+       cut=st.integers(0, 400), junk=st.sampled_from([b"", b" ", b"\\", b'"', b"}", b"\xff", b"1"]))
+def test_the_fast_path_writes_exactly_the_serialized_record_or_leaves_the_message_alone(data, venue, cut, junk):
+    payload = data.draw(_layouts(venue))
+    stream = data.draw(_names)
+    message = orjson.dumps({"stream": stream, "data": payload})
+    if data.draw(st.booleans()):       # damaged: a byte inserted somewhere
+        cut = min(cut, len(message))
+        message = message[:cut] + junk + message[cut:]
+    fast = wire.FastPath(venue).parse(bytearray(message), 1723161253937085)
+    rec, expected_line = _expected(message, venue)
+    if fast is None:
+        return
+    assert expected_line is not None, message
+    kind, symbol, first_id, last_id, prev_id, exchange_ts, line = fast
+    assert line == expected_line
+    assert (kind, symbol.decode(), exchange_ts) == (rec["type"], rec["symbol"], rec["exchange_ts"])
+    if kind == "depth":
+        assert (first_id, last_id, prev_id) == (rec["first_update_id"], rec["last_update_id"],
+                                                rec["prev_update_id"])
+    else:
+        assert (first_id, last_id, prev_id) == (None, rec["trade_id" if kind == "trade" else "update_id"], None)
+
+
+def test_the_fast_path_takes_every_message_of_both_recordings(recordings):
+    for venue, path in recordings.items():
+        fast = wire.FastPath(venue)
+        taken = 0
+        with gzip.open(path) as fh:
+            for line in fh:
+                ts, message = line.rstrip(b"\n").split(b" ", 1)
+                if message.startswith(b'{"lastUpdateId"'):
+                    continue
+                got = fast.parse(message, int(ts) // 1000)
+                assert got is not None, message[:200]
+                assert got[6] == orjson.dumps(wire.parse_stream_message(message, venue, int(ts) // 1000)) + b"\n"
+                taken += 1
+        assert taken == {"binance": 99573, "binance-futures": 71983}[venue]
