@@ -52,6 +52,7 @@ for _k, _key in enumerate(_KEYS):
 _DEPTH = np.frombuffer(b"depth", dtype=np.uint8)
 _TRADE = np.frombuffer(b"trade", dtype=np.uint8)
 _TICKER_PREFIX = np.frombuffer(b'{"type":"book_ticker"', dtype=np.uint8)
+_TRADE_PREFIX = np.frombuffer(b'{"type":"trade",', dtype=np.uint8)
 _POW10 = np.array([10 ** i for i in range(9)], dtype=np.int64)
 # value types
 V_NONE, V_STR, V_INT, V_TRUE, V_FALSE, V_NULL, V_LEVELS = range(7)
@@ -321,7 +322,7 @@ def _parse_line(buf, pos, end, venue, symbol, futures, fields, prices, qtys, n_l
 
 
 @njit(cache=True)
-def _parse_all(buf, venue, symbol, futures):
+def _parse_all(buf, venue, symbol, futures, trades_only):
     n = buf.shape[0]
     lines = 1
     for i in range(n):
@@ -344,6 +345,9 @@ def _parse_all(buf, venue, symbol, futures):
         if i == n or buf[i] == 10:
             if i == start:
                 kinds[line] = EMPTY
+            elif trades_only and not (i - start >= _TRADE_PREFIX.shape[0] and _same(
+                    buf, start, start + _TRADE_PREFIX.shape[0], _TRADE_PREFIX, 0, _TRADE_PREFIX.shape[0])):
+                kinds[line] = OTHER
             else:
                 kind, n_levels = _parse_line(buf, start, i, venue, symbol, futures, fields[line],
                                              prices, qtys, n_levels, seen, vtype, vint, vstart, vend)
@@ -353,7 +357,8 @@ def _parse_all(buf, venue, symbol, futures):
     return kinds, fields, prices[:n_levels], qtys[:n_levels]
 
 
-def parse_lines(buf: bytes, venue: str, symbol: str, futures: bool):
-    """(kinds, fields, prices, qtys) of the lines of buf (joined by b"\\n"); see the module doc."""
+def parse_lines(buf: bytes, venue: str, symbol: str, futures: bool, trades_only: bool = False):
+    """(kinds, fields, prices, qtys) of the lines of buf (joined by b"\\n"); see the module doc.
+    trades_only: only lines starting `{"type":"trade",` are parsed, the others are OTHER."""
     return _parse_all(np.frombuffer(buf, dtype=np.uint8), np.frombuffer(venue.encode(), dtype=np.uint8),
-                      np.frombuffer(symbol.encode(), dtype=np.uint8), futures)
+                      np.frombuffer(symbol.encode(), dtype=np.uint8), futures, trades_only)

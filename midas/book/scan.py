@@ -34,7 +34,8 @@ from midas.book.sync import SYNCED, BookSync
 MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
 MAX_PROBLEMS_KEPT = 200
 _LOCAL_TS = re.compile(rb'"local_ts":(\d+)')
-_DEPTH, _TRADE, _OTHER, _TICKER = kernels.DEPTH, kernels.TRADE, kernels.OTHER, kernels.TICKER
+_EMPTY, _DEPTH, _TRADE, _OTHER, _TICKER = (kernels.EMPTY, kernels.DEPTH, kernels.TRADE, kernels.OTHER,
+                                           kernels.TICKER)
 
 TradeRow = tuple  # (T, trade id, price, qty, is_buyer_maker, trade_type): a clean/trades row
 
@@ -123,9 +124,11 @@ class _Scan:
         self.trade_types: dict[bytes, str] = {}
 
     def batch(self, batch: list[tuple[int, int, list[bytes], int, int]]) -> None:
-        """The chunks of one batch: lines the machine does not read go through _line (trades
-        only); the lines it reads are gathered into groups and fed by _feed."""
+        """The chunks of one batch, gathered into groups of pieces (file index, lines before,
+        lines, frame) that are either all fed to the machine (_feed) or all read for their trades
+        only (_trades_only), in receive order."""
         group: list[tuple[int, int, list[bytes], int, int]] = []
+        group_feeds = True
         in_group = 0
         for index, before, lines, f_off, f_line in batch:
             n = len(lines)
@@ -135,31 +138,30 @@ class _Scan:
                 feed_from = 0
             else:
                 feed_from = min(max(self.machine_after - before, 0), n)
-            if feed_from:
-                if group:
-                    self._feed(group)
+            for feeds, lo, hi in ((False, 0, feed_from), (True, feed_from, n)):
+                if lo == hi:
+                    continue
+                if group and (feeds != group_feeds or in_group >= _GROUP_LINES):
+                    self._flush(group, group_feeds)
                     group, in_group = [], 0
                     if self.done:
                         return
-                    if not self.machine_on:         # stopped: this chunk is read for trades only
-                        feed_from = n
-                for i in range(feed_from):
-                    if self._line(index, before + i + 1, lines[i], False, f_off, f_line):
-                        return
-            if feed_from < n:
-                group.append((index, before + feed_from, lines[feed_from:] if feed_from else lines,
-                              f_off, f_line))
-                in_group += n - feed_from
-                if in_group >= _GROUP_LINES:
-                    self._feed(group)
-                    group, in_group = [], 0
-                    if self.done:
-                        return
+                    if feeds and not self.machine_on:    # it stopped: the rest is read for trades
+                        feeds = False
+                group_feeds = feeds
+                group.append((index, before + lo, lines[lo:hi] if lo or hi < n else lines, f_off, f_line))
+                in_group += hi - lo
         if group:
-            self._feed(group)
+            self._flush(group, group_feeds)
 
-    def _feed(self, group):
-        """Feed the lines of `group` (pieces: file index, lines before, lines, frame) in order."""
+    def _flush(self, group, feeds: bool) -> None:
+        if feeds:
+            self._feed(group)
+        else:
+            self._trades_only(group)
+
+    def _join(self, group, trades_only: bool = False):
+        """The group's lines joined and parsed; sets the lookup tables of _where."""
         if len(group) == 1:
             lines = group[0][2]
             starts = [0]
@@ -169,8 +171,74 @@ class _Scan:
                 starts.append(len(lines))
                 lines.extend(piece[2])
         buf = b"\n".join(lines)
-        kinds, fields, prices, qtys = parse_lines(buf, self.venue, self.symbol, self.futures)
+        kinds, fields, prices, qtys = parse_lines(buf, self.venue, self.symbol, self.futures, trades_only)
         self._group, self._starts, self._lines, self._kinds, self._fields = group, starts, lines, kinds, fields
+        return buf, kinds, fields, prices, qtys
+
+    def _trades_only(self, group) -> None:
+        """Lines the machine does not read: only their trades count (the checked path's rules for
+        such lines, _line with feed=False, applied to the plain trade lines without parsing them
+        again; every other line goes through _line itself)."""
+        buf, kinds, fields, _, _ = self._join(group, trades_only=True)
+        is_trade = kinds == _TRADE
+        prices = units_to_floats(np.where(is_trade, fields[:, T_PRICE], 0)).tolist()
+        qtys = units_to_floats(np.where(is_trade, fields[:, T_QTY], 0)).tolist()
+        rows = fields[:, [T_TS, T_ID, T_LOCAL, T_MAKER, T_TYPE_START, T_TYPE_END]].tolist()
+        kind_list = kinds.tolist()
+        lines = self._lines
+        out, trades, types = self.out, self.out.trades, self.trade_types
+        none = kernels.NONE
+        lo, hi, local_lo, local_hi = self.trade_lo, self.trade_hi, self.local_lo, self.local_hi
+        resume_at = self.resume_at
+        ends = self._starts[1:] + [len(kind_list)]
+        for (index, before, _, f_off, f_line), start, end in zip(group, self._starts, ends):
+            beyond = index > self.trade_last
+            for j in range(start, end):
+                kind = kind_list[j]
+                if kind == _EMPTY:
+                    continue
+                if beyond:
+                    if not self.machine_on:
+                        self.done = True
+                        return
+                    continue
+                if kind != _TRADE:
+                    if b'"trade"' in lines[j] and self._line(index, before + j - start + 1, lines[j],
+                                                             False, f_off, f_line):
+                        return
+                    continue
+                ts, tid, local, maker, t0, t1 = rows[j]
+                if local != none:
+                    if local_lo is not None:
+                        if local >= local_hi and not self.machine_on:
+                            self.done = True
+                            return
+                        if self.resume is None and resume_at is not None and local >= resume_at:
+                            self.resume = (index, f_off, f_line)
+                        if not local_lo <= local < local_hi:
+                            continue
+                    elif self.resume is None and resume_at is not None and local >= resume_at:
+                        self.resume = (index, f_off, f_line)
+                if lo is not None and not lo <= ts < hi:
+                    continue                    # a neighbour file's trade of another hour
+                self.trade_records += 1
+                if not self.skew_reported and local != none and abs(local - ts) > MAX_CLOCK_SKEW_US:
+                    self._skew_problem(self.spans[index].path, before + j - start + 1, local, ts)
+                if tid in trades:
+                    out.count("duplicate_trades")
+                else:
+                    if t0 < 0:
+                        trade_type = None
+                    else:
+                        raw = buf[t0:t1]
+                        trade_type = types.get(raw)
+                        if trade_type is None:
+                            trade_type = types[raw] = raw.decode()
+                    trades[tid] = (ts, tid, prices[j], qtys[j], maker == 1, trade_type)
+
+    def _feed(self, group):
+        """Feed the lines of `group` in order; after a stop, the rest is read for trades only."""
+        buf, kinds, fields, prices, qtys = self._join(group)
         self._resume_checked = 0
         machine = self.machine
         n = kinds.shape[0]
@@ -211,10 +279,15 @@ class _Scan:
             if not self.machine_on:
                 break
         self._resume_upto(i)
-        for k in range(i, n):           # after the machine stopped: trades only
-            index, line_no, line, _, f_off, f_line = self._where(k)
-            if self._line(index, line_no, line, False, f_off, f_line):
-                return
+        if i < n:                       # the machine stopped at line i - 1: trades only
+            rest = []
+            for c, (index, before, lines, f_off, f_line) in enumerate(group):
+                start = self._starts[c]
+                end = start + len(lines)
+                if end > i:
+                    cut = max(i - start, 0)
+                    rest.append((index, before + cut, lines[cut:], f_off, f_line))
+            self._trades_only(rest)
 
     def _where(self, j: int) -> tuple[int, int, bytes, bool, int, int]:
         """(file index, line number, line, True, frame offset, lines before it) of line j of the

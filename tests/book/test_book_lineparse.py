@@ -164,3 +164,13 @@ def test_random_damage_never_gives_a_value_the_checked_path_would_not():
         line = bytes(line).replace(b"\n", b"")
         kinds[_same_as_checked(line)] += 1
     assert kinds[OTHER] > 1000 and kinds[DEPTH] > 100 and kinds[TRADE] > 100
+
+
+def test_trades_only_parses_only_plain_trade_lines():
+    other_order = TRADE_LINE.replace(b'{"type":"trade","venue":"binance-futures",',
+                                     b'{"venue":"binance-futures","type":"trade",')
+    buf = b"\n".join([DEPTH_LINE, TRADE_LINE, b"", other_order])
+    kinds, fields, prices, _ = parse_lines(buf, V, S, True, trades_only=True)
+    assert kinds.tolist() == [OTHER, TRADE, EMPTY, OTHER]
+    assert fields[1, T_ID] == 1589495620 and len(prices) == 0
+    assert parse_lines(buf, V, S, True)[0].tolist() == [DEPTH, TRADE, EMPTY, TRADE]
