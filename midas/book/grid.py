@@ -109,6 +109,21 @@ class GridRows:
         out.age[:out.n] = self.age[:n][mask]
         return out
 
+    def between(self, lo: int | None = None, hi: int | None = None) -> "GridRows":
+        """The rows with lo <= ts < hi. Rows are produced in strictly increasing time (they never
+        repeat or go back), so this is a slice (views, no copy); a mask otherwise."""
+        ts = self.ts[:self.n]
+        if not np.all(ts[1:] > ts[:-1]):
+            return self.select(self.where_ts(lo, hi))
+        start = 0 if lo is None else int(np.searchsorted(ts, lo, side="left"))
+        end = self.n if hi is None else int(np.searchsorted(ts, hi, side="left"))
+        end = max(start, end)
+        out = GridRows.__new__(GridRows)
+        out.depth, out.n = self.depth, end - start
+        out.ts, out.levels = self.ts[start:end], self.levels[start:end]
+        out.uid, out.age = self.uid[start:end], self.age[start:end]
+        return out
+
     def where_ts(self, lo: int | None = None, hi: int | None = None) -> np.ndarray:
         """Mask of the rows with lo <= ts < hi."""
         ts = self.ts[:self.n]

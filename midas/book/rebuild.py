@@ -161,7 +161,7 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
     else:
         machine.finish()
     rows = carry_rows.concat(machine.rows)
-    book_rows = rows.select(rows.where_ts(lo, hi))
+    book_rows = rows.between(lo, hi)
     all_gaps = carry_gaps + machine.gaps + ([open_gap] if open_gap else [])
     gap_rows = _clip_gaps(all_gaps, lo, hi)
     trade_rows = _trade_rows(scan.trades)
@@ -179,7 +179,7 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
         resume = [spans[scan.resume[0]].path.name, scan.resume[1], scan.resume[2]]
         save_checkpoint(data_dir, Checkpoint(
             venue, symbol, hour, state, files, scan.stop_line,
-            rows.select(rows.where_ts(hi, None)).as_lists(),
+            rows.between(hi, None).as_lists(),
             [list(g) for g in carry_gaps + machine.gaps if g[1] > hi], resume))
     else:
         remove_checkpoint(data_dir, venue, symbol, hour)

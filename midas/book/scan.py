@@ -350,21 +350,41 @@ class _Scan:
                 k = int(off[0])
                 index, line_no = self._where(int(at[k]))[:2]
                 self._skew_problem(self.spans[index].path, line_no, int(local[k]), int(f[k, T_TS]))
-        for ts, tid, price, qty, maker, t0, t1 in zip(
-                f[:, T_TS].tolist(), f[:, T_ID].tolist(), prices, qtys, f[:, T_MAKER].tolist(),
-                f[:, T_TYPE_START].tolist(), f[:, T_TYPE_END].tolist()):
-            if (lo is None or ts >= lo) and (hi is None or ts < hi):
-                if tid in trades:
-                    out.count("duplicate_trades")
-                else:
-                    if t0 < 0:
-                        trade_type = None
-                    else:
-                        raw = buf[t0:t1]
-                        trade_type = types.get(raw)
-                        if trade_type is None:
-                            trade_type = types[raw] = raw.decode()
-                    trades[tid] = (ts, tid, price, qty, maker == 1, trade_type)
+        if lo is not None or hi is not None:
+            ts = f[:, T_TS]
+            inside = np.ones(len(ts), dtype=bool)
+            if lo is not None:
+                inside &= ts >= lo
+            if hi is not None:
+                inside &= ts < hi
+            if not inside.all():
+                f = f[inside]
+                prices = [p for p, keep in zip(prices, inside.tolist()) if keep]
+                qtys = [q for q, keep in zip(qtys, inside.tolist()) if keep]
+        if not len(f):
+            return
+        ids = f[:, T_ID].tolist()
+        if self.futures:
+            trade_types = [types.get(raw) or self._trade_type(raw) for raw in
+                           map(buf.__getitem__, map(slice, f[:, T_TYPE_START].tolist(),
+                                                    f[:, T_TYPE_END].tolist()))]
+        else:
+            trade_types = [None] * len(ids)
+        rows = list(zip(f[:, T_TS].tolist(), ids, prices, qtys, (f[:, T_MAKER] == 1).tolist(),
+                        trade_types))
+        # the first record of each trade id is kept: reversed, the first one is inserted last
+        new = dict(zip(reversed(ids), reversed(rows)))
+        duplicates = len(ids) - len(new)
+        for tid in new.keys() & trades.keys():
+            del new[tid]
+            duplicates += 1
+        trades.update(new)
+        if duplicates:
+            out.count("duplicate_trades", duplicates)
+
+    def _trade_type(self, raw: bytes) -> str:
+        text = self.trade_types[raw] = raw.decode()
+        return text
 
     def _skew_problem(self, where, line_no, local_ts, ts):
         self.skew_reported = True

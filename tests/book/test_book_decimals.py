@@ -92,3 +92,12 @@ def test_grid_rows_are_the_row_layout_in_units_and_floats():
     big = 2 ** 53 + 1
     assert units_to_floats(np.array([big, 12_345], dtype=np.int64)).tolist() == [
         float(Decimal(big) / 10 ** 8), 0.00012345]
+
+
+def test_grid_rows_between_is_the_time_window():
+    from midas.book.grid import GridRows
+    rows = GridRows(depth=1, capacity=2)
+    rows.extend_lists([[ts, 1, 2, 3, 4, ts // 100, 0] for ts in (100, 200, 300, 400)])
+    assert rows.between(200, 400).as_lists() == [[200, 1, 2, 3, 4, 2, 0], [300, 1, 2, 3, 4, 3, 0]]
+    assert rows.between(401, None).n == 0 and rows.between(None, 150).ts.tolist() == [100]
+    assert rows.between(250, 250).n == 0
