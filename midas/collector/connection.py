@@ -83,11 +83,13 @@ class Connection:
     where: str = ""                      # how parse errors name it (built once, not per message)
     failure: BaseException | None = None  # what the router raised (a write error): stops the collector
     stopped: asyncio.Future | None = None  # done when messages must no longer be handed on
+    handing_on: bool = True              # False once `stopped` (read per message: a plain flag)
 
     def __post_init__(self) -> None:
         self.where = f"message on connection {self.id}"
 
     def stop_reading(self) -> None:
+        self.handing_on = False
         if self.stopped is not None and not self.stopped.done():
             self.stopped.set_result(None)
 
@@ -193,7 +195,7 @@ class ConnectionSupervisor:
         on_message = self.router.on_message
 
         def deliver(message: bytearray, local_ts: int, received_at: float) -> None:
-            if conn.stopped.done():
+            if not conn.handing_on:
                 return          # reading ended (storm, write error, switched out): drop the rest
             conn.last_message_at = received_at
             conn.messages += 1
