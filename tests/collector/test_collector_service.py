@@ -1,5 +1,6 @@
-"""The collector as a service: weight pacing over many symbols, write errors, health reports,
-trade-only collection, giving up after MAX_RECONNECT_ATTEMPTS, stream groups."""
+"""The collector as a service: weight pacing over many symbols (24; 200 subscribed by SUBSCRIBE
+requests), write errors, health reports, trade-only collection, giving up after
+MAX_RECONNECT_ATTEMPTS, stream groups."""
 
 from __future__ import annotations
 
@@ -57,6 +58,37 @@ def test_weight_pacing_over_many_symbols_never_meets_a_429(tmp_path, coll):
             assert recs[-1]["detail"] == ("collector stopped; no snapshot arrived before the end, "
                                           "this file has none")
     assert with_snapshot == summary.rest_answers[200] == summary.snapshots
+
+
+def test_weight_pacing_holds_over_200_symbols(tmp_path, coll):
+    symbols = [f"S{i:03d}USDT" for i in range(200)]
+    budget = 1500
+    # 200 snapshots of weight 2 (limit 50) = 400: a burst of 10 % of the budget (150 = 75 requests)
+    # goes at once, the rest at 80 % of the budget per minute (20 weight = 10 requests a second).
+    # The exchange enforces the same budget per minute and would answer 429 to anything above it.
+    with LocalExchange(venue=VENUE, symbols=symbols, seed=3, weight_budget=budget) as ex:
+        settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
+                                 rest_url=ex.rest_url, venue=VENUE, symbols=symbols,
+                                 streams=["depth", "trade"], snapshot_depth_limit=50)
+        options = CollectorOptions(health_interval_secs=60, rest_weight_budget=budget)
+        with coll.RunningCollector(settings, options) as run:
+            run.wait_for(lambda: all(s.files.has_file for s in run.collector.states.values()), timeout=25,
+                         what="a file opened with a snapshot for each of the 200 symbols")
+        summary = run.summary
+    assert summary.rest_answers == {200: len(summary.rest_sends)}
+    assert summary.rest_max_used_weight <= budget
+    sends = sorted(summary.rest_sends)
+    t0 = sends[0][0]
+    burst, rate = 0.1 * budget, 0.8 * budget / 60
+    sent = 0.0
+    for t, weight in sends:          # never ahead of the token bucket (a 10 ms scheduling allowance)
+        sent += weight
+        assert sent <= burst + rate * (t - t0 + 0.01), (t - t0, sent)
+    assert len(sends) >= 200 and sends[-1][0] - t0 >= (400 - burst) / rate - 0.5
+    for s in symbols:
+        recs = coll.file_records(list_raw_files(tmp_path / "data", VENUE, s)[0])
+        assert recs[0]["type"] == "snapshot" and recs[0]["depth_limit"] == 50
+        assert len(recs[0]["bids"]) == 50
 
 
 class FullDisk:
