@@ -207,6 +207,8 @@ def feature_connection() -> duckdb.DuckDBPyConnection:
     # features.sql's ASOF join reads a sorted CTE whose size DuckDB estimates as 0: without this it
     # would plan a nested-loop join (quadratic) instead of the ASOF merge.
     con.execute("SET asof_loop_join_threshold = 0")
+    # a library call does not draw DuckDB's progress bar on the caller's terminal
+    con.execute("SET enable_progress_bar = false")
     # The table macros refer to the relations book_input and trade_input: register empty ones so the
     # macros bind; each computation registers its own tables under these names.
     con.register("book_input", book_input_table(pa.table({"ts": pa.array([], pa.int64())})))
@@ -370,25 +372,42 @@ def ofi_carry(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str, symbol
 
 def last_trade_before(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str, symbol: str,
                       until_us: int, market_only: bool) -> tuple[int, float, float] | None:
-    """(ts, price, qty) of the last trade with ts <= until_us in the trades partitions, or None."""
+    """(ts, price, qty) of the last trade with ts <= until_us in the trades partitions, or None.
+
+    The hour of until_us is searched first (nearly always it has the trade); only when it has
+    none are the symbol's trades partitions listed, a directory walk that grows with the days
+    recorded, and searched newest first."""
     last_hour = hour_of_us(until_us)
+    found = _last_trade_in(con, partition_file(data_dir, "trades", venue, symbol, last_hour),
+                           until_us, market_only)
+    if found is not None:
+        return found
     for h in partition_hours(data_dir, "trades", venue, symbol):
-        if h > last_hour:
-            continue
-        path = partition_file(data_dir, "trades", venue, symbol, h)
-        names = pq.read_schema(path).names
-        table = _trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
-                                           [("ts", "<=", until_us)]))
-        con.register("trade_input", table)
-        try:
-            found = con.execute(sql_text("features", "last_trade_before"),
-                                {"until": until_us, "market_only": market_only}).fetchall()
-        finally:
-            _unregister(con, "trade_input")
-        if found:
-            ts, _trade_id, price, qty = found[0]
-            return ts, price, qty
+        if h < last_hour:
+            found = _last_trade_in(con, partition_file(data_dir, "trades", venue, symbol, h),
+                                   until_us, market_only)
+            if found is not None:
+                return found
     return None
+
+
+def _last_trade_in(con: duckdb.DuckDBPyConnection, path: Path, until_us: int,
+                   market_only: bool) -> tuple[int, float, float] | None:
+    if not path.is_file():
+        return None
+    names = pq.read_schema(path).names
+    table = _trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
+                                       [("ts", "<=", until_us)]))
+    con.register("trade_input", table)
+    try:
+        found = con.execute(sql_text("features", "last_trade_before"),
+                            {"until": until_us, "market_only": market_only}).fetchall()
+    finally:
+        _unregister(con, "trade_input")
+    if not found:
+        return None
+    ts, _trade_id, price, qty = found[0]
+    return ts, price, qty
 
 
 # Writing -----------------------------------------------------------------------------------------
