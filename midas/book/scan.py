@@ -29,6 +29,7 @@ from midas.book.reader import LineBatches, RawSpan
 from midas.book.records import (Diff, check_identity, parse_diff, parse_event, parse_snapshot,
                                 parse_trade)
 from midas.book.sync import SYNCED, BookSync
+from midas.layout import US_PER_HOUR
 
 # How far a recorder's clock may be off the exchange's (real ones: 1.3-1.5 s behind).
 MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
@@ -113,6 +114,12 @@ class _Scan:
         self.trade_lo, self.trade_hi, self.stop_at = trade_lo, trade_hi, stop_at
         self.resume_at = stop_at - MAX_CLOCK_SKEW_US if stop_at is not None else None
         self.resume = None
+        # the next hour's run (see _settle_resume): its trade window, local-time window, resume time
+        self._next = None if stop_at is None else (
+            stop_at, stop_at + US_PER_HOUR, stop_at - MAX_CLOCK_SKEW_US,
+            stop_at + US_PER_HOUR + MAX_CLOCK_SKEW_US, stop_at + US_PER_HOUR - MAX_CLOCK_SKEW_US)
+        self.skip_to = None
+        self._last_matter_frame = None
         self.machine_on = True
         self.done = False
         # Lines read only for their trades are skipped by local time before parsing (cheap regex),
@@ -180,6 +187,8 @@ class _Scan:
         such lines, _line with feed=False, applied to the plain trade lines without parsing them
         again; every other line goes through _line itself)."""
         buf, kinds, fields, _, _ = self._join(group, trades_only=True)
+        self._matter_checked = 0
+        follow = self.machine_on        # (lines before the machine's start: see _matter_upto)
         is_trade = kinds == _TRADE
         prices = units_to_floats(np.where(is_trade, fields[:, T_PRICE], 0)).tolist()
         qtys = units_to_floats(np.where(is_trade, fields[:, T_QTY], 0)).tolist()
@@ -235,11 +244,13 @@ class _Scan:
                         if trade_type is None:
                             trade_type = types[raw] = raw.decode()
                     trades[tid] = (ts, tid, prices[j], qtys[j], maker == 1, trade_type)
+        if follow:
+            self._matter_upto(len(kind_list))
 
     def _feed(self, group):
         """Feed the lines of `group` in order; after a stop, the rest is read for trades only."""
         buf, kinds, fields, prices, qtys = self._join(group)
-        self._resume_checked = 0
+        self._resume_checked = self._matter_checked = 0
         machine = self.machine
         n = kinds.shape[0]
         i = 0
@@ -261,6 +272,8 @@ class _Scan:
                     elif reason == kernels.PYTHON:
                         machine.on_diff(d)
                     self._stop_check(d.ts, j)
+                if not self.machine_on:
+                    self._settle_resume(j)
             else:
                 j = i
                 kind = kinds[j]
@@ -273,12 +286,15 @@ class _Scan:
                 elif kind == _OTHER:
                     self._resume_upto(j + 1)
                     self._line(*self._where(j))
+                if not self.machine_on:
+                    self._settle_resume(j)
                 else:
                     self._side_lines(kinds, fields, buf, j, j + 1)
             i = j + 1
             if not self.machine_on:
                 break
         self._resume_upto(i)
+        self._matter_upto(i)
         if i < n:                       # the machine stopped at line i - 1: trades only
             rest = []
             for c, (index, before, lines, f_off, f_line) in enumerate(group):
@@ -312,12 +328,77 @@ class _Scan:
             self.resume = (index, f_off, f_line)
 
     def _stop_check(self, ts: int, j: int) -> None:
+        self._stop_at_line(ts, *self._where(j)[:2], *self._where(j)[4:])
+
+    def _stop_at_line(self, ts: int, index: int, line_no: int, f_off: int, f_line: int) -> None:
+        """After a diff fed at (index, line_no): stop when the machine is done with stop_at
+        (out.resume is settled by _settle_resume)."""
         if self.stop_at is not None and ts >= self.stop_at and _book_done(self.machine, self.stop_at):
             self.machine_on = False
-            index, line_no, _, _, f_off, f_line = self._where(j)
             out = self.out
             out.stop_index, out.stop_line = index, line_no
-            out.resume = self.resume if self.resume is not None else (index, f_off, f_line)
+            out.resume = (index, f_off, f_line)
+
+    def _settle_resume(self, j: int) -> None:
+        """The machine stopped at line j of the group: where the next hour's run starts reading.
+        That run reads the lines from our resume point (the frame of the first line with local
+        time >= stop_at - MAX_CLOCK_SKEW) up to this stop for their trades only; it starts at
+        the frame of the first of those lines that can change anything for it (_matter_upto),
+        or at this stop's frame when none can: the lines before it are provably without effect."""
+        self._resume_upto(j + 1)
+        self._matter_upto(j + 1)
+        if self.skip_to is not None:
+            self.out.resume = self.skip_to
+
+    def _frame(self, j: int) -> tuple[int, int, int]:
+        index, _, _, f_off, f_line = self._group[bisect_right(self._starts, j) - 1]
+        return index, f_off, f_line
+
+    def _matter_upto(self, end: int) -> None:
+        """Follow, for the lines of the group before `end` not yet looked at, which ones the next
+        hour's run would be affected by when reading them for trades only (_line with feed=False
+        and its parameters): a plain trade line with a local time at or after its resume time, or
+        inside its local-time window (or without one) with a trade time in its hour; any other line
+        holding a "trade" token (conservatively). Sets skip_to: the frame of the first such line at
+        or after our resume frame."""
+        begin, self._matter_checked = self._matter_checked, max(end, self._matter_checked)
+        if self._next is None or self.skip_to is not None or end <= begin or self.resume_at is None:
+            return
+        if self.resume is None:
+            # our resume frame, once found, is this frame or a later one: only the lines of the
+            # group's last frame so far can be in it
+            last = self._frame(end - 1)
+            while begin < end - 1 and self._frame(begin) != last:
+                begin += 1
+        hits = self._mattering(begin, end)
+        if self.resume is None:
+            if hits:
+                self._last_matter_frame = self._frame(hits[-1])
+            return
+        first = self.resume
+        if self._last_matter_frame == first:
+            self.skip_to = first
+            return
+        for j in hits:
+            frame = self._frame(j)
+            if frame[:2] >= first[:2]:
+                self.skip_to = frame
+                return
+
+    def _mattering(self, begin: int, end: int) -> list[int]:
+        n_lo, n_hi, n_local_lo, n_local_hi, n_resume_at = self._next
+        kinds = self._kinds[begin:end]
+        f = self._fields[begin:end]
+        local, ts = f[:, T_LOCAL], f[:, T_TS]
+        has_local = local != kernels.NONE
+        in_local = ~has_local | ((local >= n_local_lo) & (local < n_local_hi))
+        trade_hit = (kinds == _TRADE) & ((has_local & (local >= n_resume_at))
+                                         | (in_local & (ts >= n_lo) & (ts < n_hi)))
+        hits = (np.flatnonzero(trade_hit) + begin).tolist()
+        lines = self._lines
+        others = [j for j in (np.flatnonzero((kinds != _TRADE) & (kinds != _EMPTY)) + begin).tolist()
+                  if b'"trade"' in lines[j]]
+        return sorted(hits + others) if others else hits
 
     def _diff(self, fields, prices, qtys, i) -> Diff:
         f = fields[i].tolist()
@@ -467,7 +548,7 @@ class _Scan:
                 d = parse_diff(rec, self.futures)
                 self.depth_records += 1
                 machine.on_diff(d)
-                self._stop_check(d.ts, index, line_no, f_off, f_line)
+                self._stop_at_line(d.ts, index, line_no, f_off, f_line)
             elif kind == "snapshot":
                 check_identity(rec, venue, symbol)
                 machine.on_snapshot(parse_snapshot(rec))
