@@ -225,3 +225,33 @@ def test_hour_boundary_by_hand(tmp_path, clean):
     assert [r["trade_count"] for r in out] == [1, 0]
     assert [r["last_trade_px"] for r in out] == [100.5, 100.5]
     assert [r["last_trade_qty"] for r in out] == [0.75, 0.75]
+
+
+def test_failed_hour_leaves_nothing_for_the_next_one(tmp_path, clean):
+    """Each thread keeps one feature connection between hours; an error drops it, and the next
+    hour on that thread gives exactly what a fresh thread gives."""
+    import threading
+
+    import midas.features as features
+
+    s = settings(tmp_path)
+    other = "2024-07-19T05"
+    rows = [{"ts": clean.t(other, 100 * k), "bids": [(100.0 + k, 1.0 + k)], "asks": [(101.0 + k, 2.0)]}
+            for k in range(4)]
+    clean.write(tmp_path, "book", FUT, SYM, other, clean.book_table(rows))
+    fresh: list = []
+    worker = threading.Thread(target=lambda: fresh.extend(features_rows(compute_features_hour(s, FUT, SYM, other))))
+    worker.start()
+    worker.join()
+    # bid and ask both up one tick: ofi = new bid size + previous ask size
+    assert [r["ofi"] for r in fresh] == [None, 4.0, 5.0, 6.0]
+
+    unsorted = [{"ts": clean.t(H, ms), "bids": [(100.0, 1.0)], "asks": [(100.5, 1.0)]} for ms in (0, 200, 100)]
+    clean.write(tmp_path, "book", FUT, SYM, H, clean.book_table(unsorted))
+    kept = features.thread_connection()
+    with pytest.raises(DataError, match="not strictly increasing"):
+        compute_features_hour(s, FUT, SYM, H)
+    replaced = features.thread_connection()
+    assert replaced is not kept
+    assert features_rows(compute_features_hour(s, FUT, SYM, other)) == fresh
+    assert features.thread_connection() is replaced
