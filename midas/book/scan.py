@@ -13,28 +13,25 @@ in receive order, exactly as the compiled path would have had it been able to.
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
-import orjson
 
 from midas.book import kernels
 from midas.book.grid import units_to_floats
 from midas.book.lineparse import (F_ASK_HI, F_ASK_LO, F_BID_HI, F_BID_LO, F_FIRST, F_LAST,
-                                  F_LOCAL, F_PREV, F_TS, T_ID, T_LOCAL, T_MAKER, T_PRICE, T_QTY,
-                                  T_TS, T_TYPE_END, T_TYPE_START, parse_lines)
+                                  F_PREV, F_TS, T_ID, T_LOCAL, T_MAKER, T_PRICE, T_QTY, T_TS,
+                                  T_TYPE_END, T_TYPE_START, parse_lines)
 from midas.book.reader import LineBatches, RawSpan
-from midas.book.records import (Diff, check_identity, parse_diff, parse_event, parse_snapshot,
-                                parse_trade)
+from midas.book.records import Diff
+from midas.book.scan_checked import MAX_CLOCK_SKEW_US, CheckedLines
+from midas.book.scan_resume import ResumePoint
 from midas.book.sync import SYNCED, BookSync
 from midas.layout import US_PER_HOUR
 
-# How far a recorder's clock may be off the exchange's (real ones: 1.3-1.5 s behind).
-MAX_CLOCK_SKEW_US = 10 * 60 * 1_000_000
+__all__ = ["MAX_CLOCK_SKEW_US", "ScanResult", "scan_records"]
 MAX_PROBLEMS_KEPT = 200
-_LOCAL_TS = re.compile(rb'"local_ts":(\d+)')
 _EMPTY, _DEPTH, _TRADE, _OTHER, _TICKER = (kernels.EMPTY, kernels.DEPTH, kernels.TRADE, kernels.OTHER,
                                            kernels.TICKER)
 
@@ -102,8 +99,9 @@ def scan_records(spans: list[RawSpan], venue: str, symbol: str, batch_size: int,
 _GROUP_LINES = 4096
 
 
-class _Scan:
-    """The state of one scan_records read."""
+class _Scan(CheckedLines, ResumePoint):
+    """The state of one scan_records read (the checked path and the resume point in their own
+    modules)."""
 
     def __init__(self, spans, venue, symbol, machine, machine_first, machine_after, trade_last,
                  trade_lo, trade_hi, stop_at):
@@ -313,20 +311,6 @@ class _Scan:
         index, before, _, f_off, f_line = self._group[c]
         return index, before + j - starts[c] + 1, self._lines[j], True, f_off, f_line
 
-    def _resume_upto(self, end: int) -> None:
-        """The resume point from the fed depth and trade lines before `end` not yet looked at (the
-        checked path sets it itself for the lines it reads): the frame of the first one with
-        local time >= resume_at."""
-        begin, self._resume_checked = self._resume_checked, max(end, self._resume_checked)
-        if self.resume is not None or self.resume_at is None or end <= begin:
-            return
-        kinds = self._kinds[begin:end]
-        hit = np.flatnonzero(((kinds == _DEPTH) | (kinds == _TRADE))
-                             & (self._fields[begin:end, F_LOCAL] >= self.resume_at))
-        if hit.size:
-            index, _, _, _, f_off, f_line = self._where(begin + int(hit[0]))
-            self.resume = (index, f_off, f_line)
-
     def _stop_check(self, ts: int, j: int) -> None:
         self._stop_at_line(ts, *self._where(j)[:2], *self._where(j)[4:])
 
@@ -338,67 +322,6 @@ class _Scan:
             out = self.out
             out.stop_index, out.stop_line = index, line_no
             out.resume = (index, f_off, f_line)
-
-    def _settle_resume(self, j: int) -> None:
-        """The machine stopped at line j of the group: where the next hour's run starts reading.
-        That run reads the lines from our resume point (the frame of the first line with local
-        time >= stop_at - MAX_CLOCK_SKEW) up to this stop for their trades only; it starts at
-        the frame of the first of those lines that can change anything for it (_matter_upto),
-        or at this stop's frame when none can: the lines before it are provably without effect."""
-        self._resume_upto(j + 1)
-        self._matter_upto(j + 1)
-        if self.skip_to is not None:
-            self.out.resume = self.skip_to
-
-    def _frame(self, j: int) -> tuple[int, int, int]:
-        index, _, _, f_off, f_line = self._group[bisect_right(self._starts, j) - 1]
-        return index, f_off, f_line
-
-    def _matter_upto(self, end: int) -> None:
-        """Follow, for the lines of the group before `end` not yet looked at, which ones the next
-        hour's run would be affected by when reading them for trades only (_line with feed=False
-        and its parameters): a plain trade line with a local time at or after its resume time, or
-        inside its local-time window (or without one) with a trade time in its hour; any other line
-        holding a "trade" token (conservatively). Sets skip_to: the frame of the first such line at
-        or after our resume frame."""
-        begin, self._matter_checked = self._matter_checked, max(end, self._matter_checked)
-        if self._next is None or self.skip_to is not None or end <= begin or self.resume_at is None:
-            return
-        if self.resume is None:
-            # our resume frame, once found, is this frame or a later one: only the lines of the
-            # group's last frame so far can be in it
-            last = self._frame(end - 1)
-            while begin < end - 1 and self._frame(begin) != last:
-                begin += 1
-        hits = self._mattering(begin, end)
-        if self.resume is None:
-            if hits:
-                self._last_matter_frame = self._frame(hits[-1])
-            return
-        first = self.resume
-        if self._last_matter_frame == first:
-            self.skip_to = first
-            return
-        for j in hits:
-            frame = self._frame(j)
-            if frame[:2] >= first[:2]:
-                self.skip_to = frame
-                return
-
-    def _mattering(self, begin: int, end: int) -> list[int]:
-        n_lo, n_hi, n_local_lo, n_local_hi, n_resume_at = self._next
-        kinds = self._kinds[begin:end]
-        f = self._fields[begin:end]
-        local, ts = f[:, T_LOCAL], f[:, T_TS]
-        has_local = local != kernels.NONE
-        in_local = ~has_local | ((local >= n_local_lo) & (local < n_local_hi))
-        trade_hit = (kinds == _TRADE) & ((has_local & (local >= n_resume_at))
-                                         | (in_local & (ts >= n_lo) & (ts < n_hi)))
-        hits = (np.flatnonzero(trade_hit) + begin).tolist()
-        lines = self._lines
-        others = [j for j in (np.flatnonzero((kinds != _TRADE) & (kinds != _EMPTY)) + begin).tolist()
-                  if b'"trade"' in lines[j]]
-        return sorted(hits + others) if others else hits
 
     def _diff(self, fields, prices, qtys, i) -> Diff:
         f = fields[i].tolist()
@@ -467,99 +390,3 @@ class _Scan:
         text = self.trade_types[raw] = raw.decode()
         return text
 
-    def _skew_problem(self, where, line_no, local_ts, ts):
-        self.skew_reported = True
-        self.out.problem(f"{where}:{line_no}: the recorder's clock is off the exchange's by "
-                         f"{(local_ts - ts) / 1e6:+.0f} s (more than "
-                         f"{MAX_CLOCK_SKEW_US // 60_000_000} min): trades near the hour's "
-                         "edges may be missed; fix the recorder's clock (NTP)")
-
-    def _line(self, index: int, line_no: int, line: bytes, feed: bool, f_off: int, f_line: int) -> bool:
-        """One line through the checked path (orjson + records.py); True when the read is done."""
-        if not line:
-            return False
-        out = self.out
-        where = self.spans[index].path
-        if not feed:
-            if index > self.trade_last:
-                if not self.machine_on:
-                    self.done = True
-                    return True
-                return False
-            if b'"trade"' not in line:
-                return False
-            if self.local_lo is not None:
-                m = _LOCAL_TS.search(line)
-                if m is not None:
-                    local_ts = int(m.group(1))
-                    if local_ts >= self.local_hi and not self.machine_on:
-                        self.done = True
-                        return True
-                    if self.resume is None and self.resume_at is not None and local_ts >= self.resume_at:
-                        self.resume = (index, f_off, f_line)
-                    if not self.local_lo <= local_ts < self.local_hi:
-                        return False
-        if line.startswith(b'{"type":"book_ticker"'):     # not used by the rebuild
-            self.tickers += 1
-            return False
-        try:
-            rec = orjson.loads(line)
-        except orjson.JSONDecodeError as e:
-            if feed:
-                out.problem(f"{where}:{line_no}: invalid JSON ({e})")
-            return False
-        if type(rec) is not dict:
-            if feed:
-                out.problem(f"{where}:{line_no}: line is not a JSON object")
-            return False
-        kind = rec.get("type")
-        if self.resume is None and self.resume_at is not None:
-            local_ts = rec.get("local_ts")
-            if type(local_ts) is int and local_ts >= self.resume_at:
-                self.resume = (index, f_off, f_line)
-        venue, symbol, machine = self.venue, self.symbol, self.machine
-        trade_lo, trade_hi = self.trade_lo, self.trade_hi
-        try:
-            if kind == "trade":
-                trade_ts = rec.get("trade_ts")
-                if (not feed and type(trade_ts) is int and trade_lo is not None
-                        and not trade_lo <= trade_ts < trade_hi):
-                    return False                # a neighbour file's trade of another hour
-                if rec.get("symbol") != symbol or rec.get("venue") != venue:
-                    check_identity(rec, venue, symbol)
-                t = parse_trade(rec, self.futures)
-                self.trade_records += 1
-                local_ts = rec.get("local_ts")
-                if (not self.skew_reported and type(local_ts) is int
-                        and abs(local_ts - t.ts) > MAX_CLOCK_SKEW_US):
-                    self._skew_problem(where, line_no, local_ts, t.ts)
-                if (trade_lo is None or t.ts >= trade_lo) and (trade_hi is None or t.ts < trade_hi):
-                    if t.trade_id in out.trades:
-                        out.count("duplicate_trades")
-                    else:
-                        out.trades[t.trade_id] = (t.ts, t.trade_id, t.price, t.qty, t.is_buyer_maker,
-                                                  t.trade_type)
-                return False
-            if not feed:
-                return False
-            if kind == "depth":
-                if rec.get("symbol") != symbol or rec.get("venue") != venue:
-                    check_identity(rec, venue, symbol)
-                d = parse_diff(rec, self.futures)
-                self.depth_records += 1
-                machine.on_diff(d)
-                self._stop_at_line(d.ts, index, line_no, f_off, f_line)
-            elif kind == "snapshot":
-                check_identity(rec, venue, symbol)
-                machine.on_snapshot(parse_snapshot(rec))
-                out.count("snapshot_records")
-            elif kind == "book_ticker":
-                out.count("book_ticker_records")
-            elif kind == "event":
-                machine.on_event(parse_event(rec))
-                out.count("event_records")
-            else:
-                out.problem(f"{where}:{line_no}: unknown record type {kind!r:.40}")
-        except ValueError as e:
-            out.problem(f"{where}:{line_no}: bad {kind!r:.20} record: {e}")
-        return False
