@@ -39,7 +39,7 @@ from pathlib import Path
 
 from websockets.asyncio.client import connect
 
-from midas.collector.connection import DeliveringConnection
+from midas.collector.websocket import DeliveringConnection
 from midas.collector.service import Collector, CollectorOptions
 from midas.config import load_settings
 from midas.layout import list_raw_files

@@ -270,25 +270,27 @@ _J_LEVEL = rb'\["[0-9]++(?:\.[0-9]*+)?+","[0-9]++(?:\.[0-9]*+)?+"\]'
 _J_LEVELS = rb"(\[(?:" + _J_LEVEL + rb"(?:," + _J_LEVEL + rb")*+)?+\])"
 
 
-def _layout(data: bytes):
-    return re.compile(rb'\{"stream":"[\x20\x21\x23-\x5b\x5d-\x7e]*+","data":\{' + data + rb"\}\}").fullmatch
+def _layout(fields: dict[str, bytes]):
+    """The matcher of a combined-stream message whose payload has exactly these keys, in this order."""
+    payload = b",".join(b'"%s":%s' % (key.encode(), pattern) for key, pattern in fields.items())
+    stream = rb'"[\x20\x21\x23-\x5b\x5d-\x7e]*+"'
+    return re.compile(rb'\{"stream":' + stream + rb',"data":\{' + payload + rb"\}\}").fullmatch
 
 
-_SPOT_LAYOUTS = (
-    _layout(rb'"u":' + _J_INT + rb',"s":' + _J_SYM + rb',"b":' + _J_DEC + rb',"B":' + _J_DEC
-            + rb',"a":' + _J_DEC + rb',"A":' + _J_DEC),
-    _layout(rb'"e":"trade","E":' + _J_TIME + rb',"s":' + _J_SYM + rb',"t":' + _J_INT + rb',"p":' + _J_DEC
-            + rb',"q":' + _J_DEC + rb',"T":' + _J_TIME + rb',"m":' + _J_BOOL + rb',"M":(?:true|false)'),
-    _layout(rb'"e":"depthUpdate","E":' + _J_TIME + rb',"s":' + _J_SYM + rb',"U":' + _J_INT + rb',"u":' + _J_INT
-            + rb',"b":' + _J_LEVELS + rb',"a":' + _J_LEVELS),
+_SPOT_LAYOUTS = (   # bookTicker, trade, depth
+    _layout({"u": _J_INT, "s": _J_SYM, "b": _J_DEC, "B": _J_DEC, "a": _J_DEC, "A": _J_DEC}),
+    _layout({"e": b'"trade"', "E": _J_TIME, "s": _J_SYM, "t": _J_INT, "p": _J_DEC, "q": _J_DEC,
+             "T": _J_TIME, "m": _J_BOOL, "M": b"(?:true|false)"}),
+    _layout({"e": b'"depthUpdate"', "E": _J_TIME, "s": _J_SYM, "U": _J_INT, "u": _J_INT,
+             "b": _J_LEVELS, "a": _J_LEVELS}),
 )
 _FUTURES_LAYOUTS = (
-    _layout(rb'"e":"bookTicker","u":' + _J_INT + rb',"s":' + _J_SYM + rb',"b":' + _J_DEC + rb',"B":' + _J_DEC
-            + rb',"a":' + _J_DEC + rb',"A":' + _J_DEC + rb',"T":' + _J_TIME + rb',"E":' + _J_TIME),
-    _layout(rb'"e":"trade","E":' + _J_TIME + rb',"T":' + _J_TIME + rb',"s":' + _J_SYM + rb',"t":' + _J_INT
-            + rb',"p":' + _J_DEC + rb',"q":' + _J_DEC + rb',"X":"([A-Z_]{1,32})","m":' + _J_BOOL),
-    _layout(rb'"e":"depthUpdate","E":' + _J_TIME + rb',"T":' + _J_TIME + rb',"s":' + _J_SYM + rb',"U":' + _J_INT
-            + rb',"u":' + _J_INT + rb',"pu":' + _J_INT + rb',"b":' + _J_LEVELS + rb',"a":' + _J_LEVELS),
+    _layout({"e": b'"bookTicker"', "u": _J_INT, "s": _J_SYM, "b": _J_DEC, "B": _J_DEC, "a": _J_DEC,
+             "A": _J_DEC, "T": _J_TIME, "E": _J_TIME}),
+    _layout({"e": b'"trade"', "E": _J_TIME, "T": _J_TIME, "s": _J_SYM, "t": _J_INT, "p": _J_DEC,
+             "q": _J_DEC, "X": b'"([A-Z_]{1,32})"', "m": _J_BOOL}),
+    _layout({"e": b'"depthUpdate"', "E": _J_TIME, "T": _J_TIME, "s": _J_SYM, "U": _J_INT, "u": _J_INT,
+             "pu": _J_INT, "b": _J_LEVELS, "a": _J_LEVELS}),
 )
 
 
@@ -305,14 +307,15 @@ class FastPath:
         self.futures = venue == "binance-futures"
         self.book_ticker, self.trade, self.depth = _FUTURES_LAYOUTS if self.futures else _SPOT_LAYOUTS
         v = orjson.dumps(venue)
+        # The records of `parse_payload`, key for key, as orjson writes them (compact, in order).
         self._ticker_line = (b'{"type":"book_ticker","venue":' + v + b',"symbol":"%b","exchange_ts":%b,'
-                             b'"local_ts":%d,"update_id":%b,"bid_px":"%b","bid_sz":"%b","ask_px":"%b",'
-                             b'"ask_sz":"%b"}\n')
-        self._trade_line = (b'{"type":"trade","venue":' + v + b',"symbol":"%b","exchange_ts":%d,"local_ts":%d,'
-                            b'"trade_id":%b,"price":"%b","qty":"%b","is_buyer_maker":%b,"trade_ts":%d,'
-                            b'"trade_type":%b}\n')
-        self._depth_line = (b'{"type":"depth","venue":' + v + b',"symbol":"%b","exchange_ts":%d,"local_ts":%d,'
-                            b'"transaction_ts":%b,"first_update_id":%b,"last_update_id":%b,'
+                             b'"local_ts":%d,"update_id":%b,"bid_px":"%b","bid_sz":"%b",'
+                             b'"ask_px":"%b","ask_sz":"%b"}\n')
+        self._trade_line = (b'{"type":"trade","venue":' + v + b',"symbol":"%b","exchange_ts":%d,'
+                            b'"local_ts":%d,"trade_id":%b,"price":"%b","qty":"%b","is_buyer_maker":%b,'
+                            b'"trade_ts":%d,"trade_type":%b}\n')
+        self._depth_line = (b'{"type":"depth","venue":' + v + b',"symbol":"%b","exchange_ts":%d,'
+                            b'"local_ts":%d,"transaction_ts":%b,"first_update_id":%b,"last_update_id":%b,'
                             b'"prev_update_id":%b,"bids":%b,"asks":%b}\n')
 
     def parse(self, message, local_ts: int) -> tuple | None:

@@ -15,10 +15,10 @@ streams would exceed the request-line limits of HTTP servers) is sent as SUBSCRI
 most `SUBSCRIBE_CHUNK` streams after connecting to `/stream`, paced under Binance's limit on client
 messages per second; messages arriving meanwhile are kept and handed on in order.
 
-Receiving: each complete message is handed to the router from the socket's `data_received`
-itself (`DeliveringConnection`), not queued for a reader task to `recv()` one at a time: that
-queue, its futures and the task switch per message cost about a third of the CPU of receiving.
-Every message of one socket read gets that read's time as `local_ts`.
+Receiving: each complete message is handed to the router from the socket's `data_received` itself
+(`midas.collector.websocket.DeliveringConnection`), not queued for a reader task to `recv()` one
+at a time: that queue, its futures and the task switch per message cost about a third of the CPU
+of receiving. Every message of one socket read gets that read's time as `local_ts`.
 
 The supervisor never touches files: everything a message means is the router's job.
 """
@@ -37,10 +37,10 @@ from typing import Any, Callable, Protocol
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
-from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from midas.collector.backoff import Backoff
+from midas.collector.websocket import DeliveringConnection, Inbox
 from midas.errors import CollectorError
 from midas.logs import log_kv
 
@@ -142,7 +142,7 @@ class ConnectionSupervisor:
         target = self.subscribe[0] if self.subscribe else self.url
         # Messages arriving before the router takes over (right after the handshake, or while
         # subscribing) are kept in arrival order; SUBSCRIBE answers are taken out.
-        inbox = _Inbox()
+        inbox = Inbox()
         ws = await connect(target, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
                            ping_interval=None, max_size=None, max_queue=256, compression=None,
                            create_connection=lambda *a, **kw: DeliveringConnection(*a, deliver=inbox, **kw))
@@ -158,7 +158,7 @@ class ConnectionSupervisor:
         self.connects += 1
         return conn
 
-    async def _send_subscriptions(self, conn: Connection, inbox: "_Inbox") -> None:
+    async def _send_subscriptions(self, conn: Connection, inbox: Inbox) -> None:
         """SUBSCRIBE in chunks, each answered before the next; data arriving meanwhile is kept."""
         _, names, per_second = self.subscribe
         interval = 1.0 / max(0.5, per_second / 2)          # half of Binance's limit
@@ -359,87 +359,6 @@ class ConnectionSupervisor:
         return new
 
 
-class DeliveringConnection(ClientConnection):
-    """websockets' client connection handing each complete data message (undecoded bytes, as the
-    `bytearray` the frame parser made: the JSON parser reads UTF-8 itself) to
-    `deliver(message, local_ts, received_at)` from `data_received`.
-
-    websockets documents subclassing through `connect(create_connection=...)`; `process_event` is
-    where its connection puts data frames into the queue that `recv()` reads. Control frames
-    (ping: answered by the protocol, pong, close) and the handshake keep the library's handling.
-    """
-
-    def __init__(self, *args, deliver: Callable[[bytes, int, float], None], **kwargs):
-        super().__init__(*args, **kwargs)
-        self.deliver = deliver
-        self._fragments: list | None = None
-        self._local_ts = 0
-        self._received_at = 0.0
-
-    def data_received(self, data: bytes) -> None:
-        # One clock reading per socket read: every message in it arrived at that moment.
-        self._local_ts = time.time_ns() // 1000
-        self._received_at = time.monotonic()
-        super().data_received(data)
-
-    def process_event(self, event) -> None:
-        if type(event) is not Frame:
-            super().process_event(event)          # the handshake response
-            return
-        opcode = event.opcode
-        if opcode is Opcode.TEXT or opcode is Opcode.BINARY:
-            if event.fin:
-                self.deliver(event.data, self._local_ts, self._received_at)
-            else:
-                self._fragments = [event.data]
-        elif opcode is Opcode.CONT and self._fragments is not None:
-            self._fragments.append(event.data)
-            if event.fin:
-                message, self._fragments = b"".join(self._fragments), None
-                self.deliver(message, self._local_ts, self._received_at)
-        else:
-            super().process_event(event)
-
-
-class _Inbox:
-    """Receives a connection's messages until the router takes over: data messages are kept in
-    arrival order, answers to requests (`{"result"|"error", "id"}`) are filed by id."""
-
-    def __init__(self) -> None:
-        self.messages: list[tuple[bytes, int]] = []
-        self.answers: dict[Any, dict] = {}
-        self._answered = asyncio.Event()
-
-    def __call__(self, message: bytes, local_ts: int, received_at: float) -> None:
-        answer = _control_answer(message)
-        if answer is None:
-            self.messages.append((message, local_ts))
-        else:
-            self.answers[answer.get("id")] = answer
-            self._answered.set()
-
-    async def answer(self, ws: ClientConnection, req_id: int, timeout: float) -> dict:
-        """The answer to request `req_id`; `ConnectionClosed` if the connection ends first."""
-        deadline = time.monotonic() + timeout
-        closed = asyncio.ensure_future(ws.wait_closed())
-        try:
-            while req_id not in self.answers:
-                if closed.done():
-                    raise ws.protocol.close_exc
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(f"SUBSCRIBE {req_id} was not answered within {timeout:g}s")
-                self._answered.clear()
-                answered = asyncio.ensure_future(self._answered.wait())
-                try:
-                    await asyncio.wait([answered, closed], timeout=left, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    answered.cancel()
-        finally:
-            closed.cancel()
-        return self.answers.pop(req_id)
-
-
 class ConnectionIds:
     """Connection numbers unique within one collector run (they appear in event details)."""
 
@@ -449,20 +368,6 @@ class ConnectionIds:
     def next(self) -> int:
         self._n += 1
         return self._n
-
-
-def _control_answer(message) -> dict | None:
-    """The answer to a request (`{"result":..,"id":..}` / `{"error":..,"id":..}`), or None for data."""
-    marker = '"id"' if isinstance(message, str) else b'"id"'
-    if marker not in message[:400]:
-        return None
-    try:
-        obj = orjson.loads(message)
-    except orjson.JSONDecodeError:
-        return None
-    if isinstance(obj, dict) and "id" in obj and "data" not in obj and ("result" in obj or "error" in obj):
-        return obj
-    return None
 
 
 def _refused(err: Exception) -> str | None:

@@ -14,7 +14,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 from websockets.exceptions import ConnectionClosed
 
-from midas.collector.connection import DeliveringConnection, _Inbox
+from midas.collector.websocket import DeliveringConnection, Inbox
 
 
 def test_messages_fragments_and_pings_reach_the_callback_in_order():
@@ -57,7 +57,7 @@ def test_the_inbox_keeps_data_in_order_files_answers_by_id_and_sees_the_connecti
         await ws.close()
 
     async def main():
-        inbox = _Inbox()
+        inbox = Inbox()
         async with serve(handler, "127.0.0.1", 0) as server:
             port = server.sockets[0].getsockname()[1]
             ws = await connect(f"ws://127.0.0.1:{port}", ping_interval=None, compression=None,
