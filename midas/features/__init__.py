@@ -1,7 +1,8 @@
 """Features of one symbol-hour (SPEC §3): `clean/book` + `clean/trades` -> `features` partition.
 
 The feature math is the SQL of `sql/features/` run by an in-memory DuckDB over Arrow tables; this
-module only gathers the inputs, runs the SQL with named parameters and writes the partition.
+module only gathers the inputs (midas.features.reading), runs the SQL with named parameters and
+writes the partition (midas.features.writing).
 
 Windowed columns continue across hour boundaries exactly as a one-pass computation of the day:
   * `ofi`, `ofi_10` read the last `OFI_WINDOW` grid intervals of the previous hour(s);
@@ -19,10 +20,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,24 +29,33 @@ from pathlib import Path
 import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from midas.config import Settings
-from midas.features.parquet_parallel import ParallelParquetWriter
 from midas.errors import DataError
-from midas.layout import (check_symbol, check_venue, dataset_dir, format_hour, hour_of_us,
+from midas.features.reading import (FEATURE_LEVELS, TRADE_COLUMNS, TRADE_SCHEMA, book_input_table,
+                                    book_level_columns, partition_hours, read_book_rows,
+                                    read_partition, read_trades, trade_table)
+from midas.features.writing import (WRITE_OPTIONS, WRITE_THREADS, new_partition_writer,
+                                    replace_file, write_partition)
+from midas.layout import (check_symbol, check_venue, format_hour, hour_of_us,
                           hour_start_us, hours_between, parse_hour, partition_file)
 from midas.logs import log_kv
 from midas.sqlfiles import sql_text
 from midas.venues import FUTURES
+
+__all__ = [  # the package's API; reading and writing live in their own modules
+    "FEATURE_COLUMNS", "FEATURE_LEVELS", "TRADE_COLUMNS", "TRADE_SCHEMA", "WRITE_OPTIONS",
+    "WRITE_THREADS", "FeatureParams", "FeaturesResult", "book_input_table", "book_level_columns",
+    "compute_feature_columns", "compute_features_hour", "feature_connection", "last_trade_before",
+    "ofi_carry", "partition_hours", "read_partition", "thread_connection", "write_partition",
+]
 
 logger = logging.getLogger("midas.features")
 
 US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 24 * US_PER_HOUR
 UNITS_PER_ONE = 100_000_000          # sizes are summed as integers of 1e-8 (see sql/features/to_units.sql)
-FEATURE_LEVELS = 10                  # imbalance_10 and liquidity_10 read levels 01..10
 FEATURE_COLUMNS = (
     "midprice", "spread", "spread_bps", "microprice", "imbalance", "imbalance_5", "imbalance_10",
     "ofi", "ofi_10", "ofi_cumulative", "taker_buy_volume", "taker_sell_volume", "signed_volume",
@@ -56,16 +64,9 @@ FEATURE_COLUMNS = (
 )
 # Macros of sql/features/, in dependency order; loaded into every feature connection.
 MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets")
-TRADE_COLUMNS = ("ts", "trade_id", "price", "qty", "is_buyer_maker", "trade_type")
-TRADE_SCHEMA = pa.schema([("ts", pa.int64()), ("trade_id", pa.int64()), ("price", pa.float64()),
-                          ("qty", pa.float64()), ("is_buyer_maker", pa.bool_()),
-                          ("trade_type", pa.string())])
 META_OFI_END = b"midas.ofi_day_end_units"
 META_BOOK_SOURCES = b"midas.book_sources"
 META_INTERVAL = b"midas.snapshot_interval_us"
-# Threads encoding partitions: the row groups of a partition in parallel, and an hour's book
-# columns while its features are computed (midas.features.parquet_parallel).
-WRITE_THREADS = min(4, os.cpu_count() or 1)
 
 
 @dataclass
@@ -109,127 +110,6 @@ class FeatureParams:
         return cls(hour_start=hour_start_us(hour), interval_us=settings.snapshot_interval_us,
                    ofi_window=settings.ofi_window, bucket_us=settings.time_bucket_ms * 1000,
                    market_only=(venue == FUTURES))
-
-
-# Reading partitions -------------------------------------------------------------------------------
-
-def _existing(paths: list[Path]) -> list[Path]:
-    return [p for p in paths if p.is_file()]
-
-
-_FILTER_OPS = {">=": pc.greater_equal, ">": pc.greater, "<=": pc.less_equal, "<": pc.less}
-_STAT_EXCLUDES = {">=": lambda lo, hi, v: hi < v, ">": lambda lo, hi, v: hi <= v,
-                  "<=": lambda lo, hi, v: lo > v, "<": lambda lo, hi, v: lo >= v}
-
-
-def _row_group_may_match(group: pq.RowGroupMetaData, filters) -> bool:
-    """False only when a column's min/max statistics prove no row of the group passes."""
-    for i in range(group.num_columns):
-        chunk = group.column(i)
-        stats = chunk.statistics
-        if stats is None or not stats.has_min_max:
-            continue
-        for column, op, value in filters:
-            if chunk.path_in_schema == column and _STAT_EXCLUDES[op](stats.min, stats.max, value):
-                return False
-    return True
-
-
-def read_partition(path: Path, columns: list[str] | None = None, filters=None) -> pa.Table:
-    """The rows of `path` (in file order) matching `filters` [(column, op, value), ...] (all of
-    them), as an Arrow table with the file's own schema (types, nullability, metadata).
-
-    Read by pyarrow: the row groups whose statistics allow a match, then the filters applied in
-    memory (a NULL never matches). On partitions shaped like the real recordings' this costs
-    about half the CPU of DuckDB's reader for an hour of book rows (11 vs 29 ms for 36,000 rows)
-    and less than pyarrow's dataset filters (7 vs 11 ms for the last second of an hour)."""
-    try:
-        parquet = pq.ParquetFile(path)
-        groups = [i for i in range(parquet.num_row_groups)
-                  if not filters or _row_group_may_match(parquet.metadata.row_group(i), filters)]
-        wanted = columns
-        if columns is not None and filters:
-            wanted = [*columns, *{c for c, _op, _v in filters if c not in columns}]
-        table = parquet.read_row_groups(groups, columns=wanted)
-        if filters:
-            mask = None
-            for column, op, value in filters:
-                test = _FILTER_OPS[op](table.column(column), value)
-                mask = test if mask is None else pc.and_(mask, test)
-            table = table.filter(mask)
-        return table if wanted is columns else table.select(columns)
-    except (OSError, pa.ArrowException) as e:
-        raise DataError(f"{path}: cannot read this Parquet partition ({e})") from None
-
-
-def book_level_columns(levels: int = FEATURE_LEVELS) -> list[str]:
-    cols = ["ts", "bid_px_01", "ask_px_01"]
-    cols += [f"bid_sz_{i:02d}" for i in range(1, levels + 1)]
-    cols += [f"ask_sz_{i:02d}" for i in range(1, levels + 1)]
-    return cols
-
-
-def book_input_table(book: pa.Table) -> pa.Table:
-    """The columns the feature SQL reads (book_level_columns), levels missing from `book` as NULL."""
-    arrays, names = [], []
-    for name in book_level_columns():
-        if name in book.column_names:
-            col = book.column(name)
-            arrays.append(col.cast(pa.int64() if name == "ts" else pa.float64()))
-        elif name == "ts":
-            raise DataError("book table has no ts column")
-        else:
-            arrays.append(pa.nulls(book.num_rows, pa.float64()))
-        names.append(name)
-    return pa.table(arrays, names=names)
-
-
-def _read_book_rows(paths: list[Path], min_ts: int, max_ts: int) -> pa.Table:
-    """Feature input columns of the book rows of `paths` with min_ts <= ts < max_ts."""
-    tables = []
-    for path in _existing(paths):
-        names = pq.read_schema(path).names
-        wanted = [c for c in book_level_columns() if c in names]
-        table = read_partition(path, wanted, [("ts", ">=", min_ts), ("ts", "<", max_ts)])
-        tables.append(book_input_table(table))
-    if not tables:
-        return book_input_table(pa.table({"ts": pa.array([], pa.int64())}))
-    return pa.concat_tables(tables)
-
-
-def _trade_table(table: pa.Table) -> pa.Table:
-    arrays = []
-    for f in TRADE_SCHEMA:
-        if f.name in table.column_names:
-            arrays.append(table.column(f.name).cast(f.type))
-        else:
-            arrays.append(pa.nulls(table.num_rows, f.type))
-    return pa.table(arrays, schema=TRADE_SCHEMA)
-
-
-def _read_trades(paths: list[Path], min_ts_exclusive: int, max_ts_exclusive: int) -> pa.Table:
-    tables = []
-    for path in _existing(paths):
-        names = pq.read_schema(path).names
-        table = read_partition(path, [c for c in TRADE_COLUMNS if c in names],
-                              [("ts", ">", min_ts_exclusive), ("ts", "<", max_ts_exclusive)])
-        tables.append(_trade_table(table))
-    if not tables:
-        return TRADE_SCHEMA.empty_table()
-    return pa.concat_tables(tables)
-
-
-def partition_hours(data_dir: Path, dataset: str, venue: str, symbol: str) -> list[datetime]:
-    """Hours that have a partition file of `dataset` for venue/symbol, newest first."""
-    root = dataset_dir(data_dir, dataset) / f"venue={check_venue(venue)}" / f"symbol={check_symbol(symbol)}"
-    hours = []
-    for path in root.glob("date=*/hour=*/part-0.parquet"):
-        day, hh = path.parent.parent.name.removeprefix("date="), path.parent.name.removeprefix("hour=")
-        try:
-            hours.append(parse_hour(f"{day}T{hh}"))
-        except ValueError:
-            continue
-    return sorted(hours, reverse=True)
 
 
 # Connection ---------------------------------------------------------------------------------------
@@ -378,7 +258,7 @@ def _carry_from_books(con: duckdb.DuckDBPyConnection, data_dir: Path, venue: str
     day = hour.replace(hour=0)
     paths = [partition_file(data_dir, "book", venue, symbol, h)
              for h in hours_between(day - timedelta(hours=1), hour - timedelta(hours=1))]
-    rows = _read_book_rows(paths, params.day_start - params.interval_us, params.hour_start)
+    rows = read_book_rows(paths, params.day_start - params.interval_us, params.hour_start)
     _require_ts_order(rows, f"book rows of {symbol} before {format_hour(hour)}")
     con.register("book_input", rows)
     try:
@@ -429,7 +309,7 @@ def _last_trade_in(con: duckdb.DuckDBPyConnection, path: Path, until_us: int,
     if not path.is_file():
         return None
     names = pq.read_schema(path).names
-    table = _trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
+    table = trade_table(read_partition(path, [c for c in TRADE_COLUMNS if c in names],
                                        [("ts", "<=", until_us)]))
     con.register("trade_input", table)
     try:
@@ -441,53 +321,6 @@ def _last_trade_in(con: duckdb.DuckDBPyConnection, path: Path, until_us: int,
         return None
     ts, _trade_id, price, qty = found[0]
     return ts, price, qty
-
-
-# Writing -----------------------------------------------------------------------------------------
-
-# No dictionary encoding: book sizes and feature values are nearly all distinct, so pyarrow builds
-# dictionaries only to fall back to plain pages. On the real recordings' partitions this halves the
-# writing CPU and the files come out ~17% smaller (bench/RESULTS.md).
-WRITE_OPTIONS = {"compression": "zstd", "use_dictionary": False}
-_WRITE_POOL: list[ThreadPoolExecutor] = []
-_WRITE_POOL_LOCK = threading.Lock()
-
-
-def _write_pool() -> ThreadPoolExecutor:
-    """The threads that encode partitions (WRITE_THREADS), shared by every caller."""
-    with _WRITE_POOL_LOCK:
-        if not _WRITE_POOL:
-            _WRITE_POOL.append(ThreadPoolExecutor(WRITE_THREADS, thread_name_prefix="features-write"))
-        return _WRITE_POOL[0]
-
-
-def _new_writer(row_group_size: int) -> ParallelParquetWriter:
-    return ParallelParquetWriter(_write_pool(), row_group_size, **WRITE_OPTIONS)
-
-
-def _replace_file(path: Path, writer: ParallelParquetWriter, schema: pa.Schema) -> int:
-    """Write the file to a temporary name, then rename it over `path`. Returns its size."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        writer.write(tmp, schema)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path.stat().st_size
-
-
-def write_partition(table: pa.Table, path: Path, row_group_size: int,
-                    metadata: dict[bytes, bytes] | None = None) -> int:
-    """Write `table` as ZSTD Parquet to a temporary name, then rename it over `path`. Returns bytes.
-
-    The row groups are encoded on the write threads; the file is the one pq.write_table writes."""
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    writer = _new_writer(row_group_size)
-    writer.encode(table)
-    return _replace_file(path, writer, table.schema)
 
 
 def _hour_ofi_units(features: pa.Table) -> int | None:
@@ -519,18 +352,18 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
         book_hour = read_partition(book_path)
         _check_book_hour(book_hour, book_path, params)
         # the partition's book columns are encoded on the write threads while the rest is done
-        writer = _new_writer(settings.parquet_row_group_size)
+        writer = new_partition_writer(settings.parquet_row_group_size)
         writer.encode(book_hour)
         lookback_start = params.hour_start - params.ofi_window_us
         lookback_paths = [partition_file(data_dir, "book", venue, symbol, h)
                           for h in hours_between(hour_of_us(lookback_start), hour - timedelta(hours=1))]
-        book_rows = pa.concat_tables([_read_book_rows(lookback_paths, lookback_start,
+        book_rows = pa.concat_tables([read_book_rows(lookback_paths, lookback_start,
                                                       params.hour_start),
                                       book_input_table(book_hour)])
         trade_from = params.hour_start - params.bucket_us
         trade_paths = [partition_file(data_dir, "trades", venue, symbol, h)
                        for h in hours_between(hour_of_us(trade_from + 1), hour)]
-        trades = _read_trades(trade_paths, trade_from, params.hour_end)
+        trades = read_trades(trade_paths, trade_from, params.hour_end)
         seed = last_trade_before(con, data_dir, venue, symbol, trade_from, params.market_only)
         carry_units, carry_source = ofi_carry(con, data_dir, venue, symbol, hour, params)
         read_done = time.perf_counter()
@@ -555,7 +388,7 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
             META_INTERVAL: str(params.interval_us).encode(),
         }
         writer.encode(table.select(list(FEATURE_COLUMNS)))
-        _replace_file(out_path, writer, table.schema.with_metadata(
+        replace_file(out_path, writer, table.schema.with_metadata(
             {**(table.schema.metadata or {}), **metadata}))
     except BaseException:
         # a failed query may leave the connection in any state: the next hour opens a fresh one
