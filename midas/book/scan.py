@@ -312,7 +312,8 @@ class _Scan(CheckedLines, ResumePoint):
         return index, before + j - starts[c] + 1, self._lines[j], True, f_off, f_line
 
     def _stop_check(self, ts: int, j: int) -> None:
-        self._stop_at_line(ts, *self._where(j)[:2], *self._where(j)[4:])
+        index, line_no, _, _, f_off, f_line = self._where(j)
+        self._stop_at_line(ts, index, line_no, f_off, f_line)
 
     def _stop_at_line(self, ts: int, index: int, line_no: int, f_off: int, f_line: int) -> None:
         """After a diff fed at (index, line_no): stop when the machine is done with stop_at
