@@ -63,7 +63,7 @@ FEATURE_COLUMNS = (
     "liquidity_1", "liquidity_5", "liquidity_10",
 )
 # Macros of sql/features/, in dependency order; loaded into every feature connection.
-MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets")
+MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets", "features")
 META_OFI_END = b"midas.ofi_day_end_units"
 META_BOOK_SOURCES = b"midas.book_sources"
 META_INTERVAL = b"midas.snapshot_interval_us"
@@ -188,7 +188,7 @@ def _check_book_hour(book: pa.Table, path: Path, params: FeatureParams) -> None:
 def compute_feature_columns(con: duckdb.DuckDBPyConnection, book_rows: pa.Table, trades: pa.Table,
                             params: FeatureParams, ofi_carry_units: int | None,
                             seed_trade: tuple | None) -> pa.Table:
-    """Run sql/features/features.sql: `ts` plus FEATURE_COLUMNS for the rows of book_rows in the hour.
+    """Run the features macro (sql/features/features.sql): `ts` plus FEATURE_COLUMNS for the rows of book_rows in the hour.
 
     book_rows: book_input_table rows from params.hour_start - ofi_window_us to the hour's end;
     trades: TRADE_SCHEMA rows with ts in (hour_start - bucket_us, hour_end).
@@ -199,7 +199,7 @@ def compute_feature_columns(con: duckdb.DuckDBPyConnection, book_rows: pa.Table,
     con.register("trade_input", trades)
     try:
         seed_ts, seed_px, seed_qty = seed_trade if seed_trade else (None, None, None)
-        return con.sql(sql_text("features", "features"), params={
+        return con.sql(sql_text("features", "features_of_hour"), params={
             "hour_start": params.hour_start, "interval_us": params.interval_us,
             "ofi_window_us": params.ofi_window_us, "bucket_us": params.bucket_us,
             "market_only": params.market_only,

@@ -1,22 +1,26 @@
--- features: the feature columns of SPEC §3, one row per clean/book grid row of `book_input` from
--- $hour_start on, in ts order. Grain: (venue, symbol, ts). midas.features runs it for one hour
--- (ts in [$hour_start, $hour_start + 1 h)) and puts the hour's book columns in front; given more
--- rows (several hours or days) it is the one-pass computation of all of them.
+-- features: table macro. The feature columns of SPEC §3, one row per clean/book grid row of
+-- `book_input` from hour_start on, in ts order. Grain: (venue, symbol, ts). midas.features runs
+-- it for one hour (ts in [hour_start, hour_start + 1 h), through features_of_hour.sql) and puts
+-- the hour's book columns in front; given more rows (several hours or days) it is the one-pass
+-- computation of all of them. A macro, so that a connection parses and binds this text once
+-- and each hour only calls it (~15 % of an hour's feature SQL CPU, bench/RESULTS.md).
 --
 -- Inputs (relations registered by midas.features):
 --   book_input  (ts, bid_px_01, ask_px_01, bid_sz_01..10, ask_sz_01..10): the hour's grid rows plus
---               the rows from $hour_start - $ofi_window_us on (so ofi and ofi_10 continue across
+--               the rows from hour_start - ofi_window_us on (so ofi and ofi_10 continue across
 --               the hour boundary); levels beyond ORDER_BOOK_DEPTH are NULL.
 --   trade_input (ts, trade_id, price, qty, is_buyer_maker, trade_type): trades with
---               ts in ($hour_start - $bucket_us, $hour_start + 1 h).
+--               ts in (hour_start - bucket_us, hour_start + 1 h).
 -- Parameters:
---   $hour_start, $interval_us (grid), $ofi_window_us (OFI_WINDOW x grid), $bucket_us
---   (TIME_BUCKET_MS), $market_only (futures),
---   $ofi_carry_units (sum of the ofi of $hour_start's day before $hour_start in 1e-8 units, NULL
+--   hour_start, interval_us (grid), ofi_window_us (OFI_WINDOW x grid), bucket_us
+--   (TIME_BUCKET_MS), market_only (futures),
+--   ofi_carry_units (sum of the ofi of hour_start's day before hour_start in 1e-8 units, NULL
 --   if none; later days start from zero),
---   $seed_ts, $seed_px, $seed_qty (the last trade at or before $hour_start - $bucket_us, or NULL).
+--   seed_ts, seed_px, seed_qty (the last trade at or before hour_start - bucket_us, or NULL).
 -- Exact arithmetic: sizes are summed as integer 1e-8 units (to_units), so ofi, ofi_10,
 -- ofi_cumulative and the taker volumes do not depend on summation order or on hour boundaries.
+CREATE OR REPLACE TEMP MACRO features(hour_start, interval_us, ofi_window_us, bucket_us, market_only,
+                                      ofi_carry_units, seed_ts, seed_px, seed_qty) AS TABLE
 WITH level_sums AS (
     -- per grid row, in input order (no sort yet): ofi and the summed sizes of the first levels
     SELECT ts, ofi_units, bid_px_01, ask_px_01, bid_sz_01, ask_sz_01,
@@ -34,7 +38,7 @@ WITH level_sums AS (
                + coalesce(ask_sz_04, 0) + coalesce(ask_sz_05, 0) + coalesce(ask_sz_06, 0)
                + coalesce(ask_sz_07, 0) + coalesce(ask_sz_08, 0) + coalesce(ask_sz_09, 0)
                + coalesce(ask_sz_10, 0) AS ask_sum_10
-    FROM grid_ofi($interval_us)
+    FROM grid_ofi(interval_us)
 ),
 grid_rows AS (
     -- the per-row features (SPEC §3 formulas, evaluated left to right as written there), and the
@@ -58,39 +62,41 @@ grid_rows AS (
     FROM level_sums
 ),
 running AS (
-    -- the narrow running sums, the only columns that get sorted
-    SELECT ts, running_units, running_rows FROM grid_rows
+    -- the narrow running sums, the only columns that get sorted; probe_ts: where the window
+    -- before ts starts (a column, as ASOF needs a plain inequality between the two sides)
+    SELECT ts, ts - CAST(ofi_window_us AS BIGINT) AS probe_ts, running_units, running_rows
+    FROM grid_rows
 ),
 ofi_window AS (
-    -- ofi_10: the ofi of the rows in (ts - $ofi_window_us, ts] (a missing grid time shortens it):
-    -- the running sum at ts minus the running sum at the last row at or before ts - $ofi_window_us
+    -- ofi_10: the ofi of the rows in (ts - ofi_window_us, ts] (a missing grid time shortens it):
+    -- the running sum at ts minus the running sum at the last row at or before ts - ofi_window_us
     -- (exact: integer units); NULL when that window holds no ofi
     SELECT w.ts AS window_ts, w.running_units, w.running_rows,
            CASE WHEN w.running_rows - coalesce(p.running_rows, 0) > 0
                 THEN coalesce(w.running_units, 0) - coalesce(p.running_units, 0)
            END AS ofi_window_units
     FROM running AS w
-    ASOF LEFT JOIN running AS p ON w.ts - CAST($ofi_window_us AS BIGINT) >= p.ts
-    WHERE w.ts >= CAST($hour_start AS BIGINT)
+    ASOF LEFT JOIN running AS p ON w.probe_ts >= p.ts
+    WHERE w.ts >= CAST(hour_start AS BIGINT)
 ),
 day_starts AS (
-    -- per UTC day (from $hour_start on): the running ofi sum and count just before its first row,
+    -- per UTC day (from hour_start on): the running ofi sum and count just before its first row,
     -- so the day's running ofi is running_units - before_units
     SELECT ts // 86400000000 AS day,
            arg_min(running_units - coalesce(ofi_units, 0), ts) AS before_units,
            arg_min(running_rows - CAST(ofi_units IS NOT NULL AS BIGINT), ts) AS before_rows
     FROM grid_rows
-    WHERE ts >= CAST($hour_start AS BIGINT)
+    WHERE ts >= CAST(hour_start AS BIGINT)
     GROUP BY day
 ),
 trade_grid AS (
     SELECT ts AS grid_ts, buy_units, sell_units, trades, last_px, last_qty
-    FROM trade_buckets($interval_us, $bucket_us, $market_only)
+    FROM trade_buckets(interval_us, bucket_us, market_only)
     UNION ALL
     -- the last trade before the trades given (from earlier hours), with no volume
-    SELECT CAST($seed_ts AS BIGINT), CAST(0 AS HUGEINT), CAST(0 AS HUGEINT), CAST(0 AS BIGINT),
-           CAST($seed_px AS DOUBLE), CAST($seed_qty AS DOUBLE)
-    WHERE $seed_ts IS NOT NULL
+    SELECT CAST(seed_ts AS BIGINT), CAST(0 AS HUGEINT), CAST(0 AS HUGEINT), CAST(0 AS BIGINT),
+           CAST(seed_px AS DOUBLE), CAST(seed_qty AS DOUBLE)
+    WHERE seed_ts IS NOT NULL
 ),
 windows_and_trades AS (
     -- still narrow (no book columns): one ASOF join, the latest grid time with trades at or before
@@ -103,18 +109,18 @@ windows_and_trades AS (
            CASE WHEN t.grid_ts = w.window_ts THEN t.trades ELSE CAST(0 AS BIGINT) END AS trade_count,
            t.last_px AS last_trade_px,
            t.last_qty AS last_trade_qty,
-           w.window_ts // 86400000000 = CAST($hour_start AS BIGINT) // 86400000000 AS in_first_day,
+           w.window_ts // 86400000000 = CAST(hour_start AS BIGINT) // 86400000000 AS in_first_day,
            w.running_units - d.before_units AS ofi_day_units,
            w.running_rows - d.before_rows AS ofi_day_rows
     FROM ofi_window AS w
     ASOF LEFT JOIN trade_grid AS t ON w.window_ts >= t.grid_ts
     JOIN day_starts AS d ON d.day = w.window_ts // 86400000000
-    WHERE w.window_ts >= CAST($hour_start AS BIGINT)
+    WHERE w.window_ts >= CAST(hour_start AS BIGINT)
     ORDER BY w.window_ts
 ),
 hour_rows AS (
-    -- the wide per-row features from $hour_start on, still in input (= ts) order: never sorted
-    SELECT * FROM grid_rows WHERE ts >= CAST($hour_start AS BIGINT)
+    -- the wide per-row features from hour_start on, still in input (= ts) order: never sorted
+    SELECT * FROM grid_rows WHERE ts >= CAST(hour_start AS BIGINT)
 ),
 with_trades AS (
     -- POSITIONAL JOIN: both sides hold the same grid times in ts order, so row i meets row i
@@ -140,8 +146,8 @@ SELECT
     from_units(ofi_window_units) AS ofi_10,
     CASE WHEN NOT in_first_day THEN
               CASE WHEN ofi_day_rows > 0 THEN from_units(ofi_day_units) END
-         WHEN CAST($ofi_carry_units AS HUGEINT) IS NULL AND ofi_day_rows = 0 THEN NULL
-         ELSE from_units(coalesce(CAST($ofi_carry_units AS HUGEINT), 0) + ofi_day_units)
+         WHEN CAST(ofi_carry_units AS HUGEINT) IS NULL AND ofi_day_rows = 0 THEN NULL
+         ELSE from_units(coalesce(CAST(ofi_carry_units AS HUGEINT), 0) + ofi_day_units)
     END AS ofi_cumulative,
     from_units(buy_units) AS taker_buy_volume,
     from_units(sell_units) AS taker_sell_volume,
