@@ -178,6 +178,7 @@ def main() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
                 if line.startswith("model name")), "?")
     mem_diff = (big["rss_mb"] - best["rss_mb"]) / best["rss_mb"]
+    turns = ", ".join(f"{fw / r['seconds']:.2f}x / {fc / r['cpu']:.2f}x" for (fw, fc), r in zip(floors, runs))
     old_rows = ""
     if old_runs:
         old_best = min(old_runs, key=lambda r: r["seconds"])
@@ -205,6 +206,7 @@ level updates, {per_hour['trades']:,} trades per hour (generating 3 h took {gen_
 | floor: zstd + orjson parse of that hour's file, best of 3 (measured in turns with the rebuild), wall / CPU | {floor_hour:.2f} s / {floor_cpu:.2f} s = {floor_rate / 1e6:.2f} M level updates/s |
 | floor of the 3 files the rebuild reads (neighbours for the hour's edges) | {floor:.2f} s |
 | **ratio rebuild / floor (throughput), wall / CPU** | **{floor_hour / best['seconds']:.2f}x / {floor_cpu / best_cpu:.2f}x** (target >= 0.5x) |
+| the ratio in each turn (floor and rebuild back to back), wall / CPU | {turns} |
 | rows written | {best['book']:,} book, {best['trades']:,} trades, problems {best['problems']} |
 | peak RSS, two hours from 1-hour files | {best['rss_mb']:.0f} MB |
 | peak RSS, two hours inside one 4-hour file | {big['rss_mb']:.0f} MB ({mem_diff:+.0%}; target < 20%), {big['seconds']:.2f} s for the second |
