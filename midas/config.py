@@ -43,6 +43,10 @@ class Settings(BaseSettings):
         description="comma-separated symbols; SYMBOL is a one-symbol alias")
     data_dir: Path = Field(Path("data"), description="root of raw/, clean/, features/, midas.duckdb")
     ws_url: str | None = Field(None, description="WebSocket base URL (default: the venue's Binance URL)")
+    ws_public_url: str | None = Field(
+        None, description="WebSocket base for depth and bookTicker (default: WS_URL, plus /public on binance-futures)")
+    ws_market_url: str | None = Field(
+        None, description="WebSocket base for trades (default: WS_URL, plus /market on binance-futures)")
     rest_url: str | None = Field(None, description="REST base URL (default: the venue's Binance URL)")
     streams: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["depth", "trade"], description="any of depth, trade, bookTicker")
@@ -67,7 +71,8 @@ class Settings(BaseSettings):
     demo_seconds: float = Field(120, gt=0, description="collection time of `make demo`")
     demo_data_dir: Path | None = Field(None, description="data directory of `make demo` (default DATA_DIR)")
 
-    @field_validator("ws_url", "rest_url", "log_dir", "demo_data_dir", mode="before")
+    @field_validator("ws_url", "ws_public_url", "ws_market_url", "rest_url", "log_dir", "demo_data_dir",
+                     mode="before")
     @classmethod
     def _empty_is_default(cls, value: Any) -> Any:
         # `WS_URL=` in .env means "the default", not "an empty URL".
@@ -107,7 +112,7 @@ class Settings(BaseSettings):
                 raise ValueError(f"stream {s!r} is unknown: allowed are depth, trade, bookTicker")
         return list(dict.fromkeys(value))
 
-    @field_validator("ws_url")
+    @field_validator("ws_url", "ws_public_url", "ws_market_url")
     @classmethod
     def _check_ws_url(cls, value: str | None) -> str | None:
         if value is not None and not re.match(r"^wss?://[^\s/]+", value):
@@ -138,6 +143,10 @@ class Settings(BaseSettings):
                 f"use {spec.allowed_limits_text()}")
         if self.ws_url is None:
             self.ws_url = spec.ws_base
+        if self.ws_public_url is None:
+            self.ws_public_url = self.ws_url + spec.route_path("public")
+        if self.ws_market_url is None:
+            self.ws_market_url = self.ws_url + spec.route_path("market")
         if self.rest_url is None:
             self.rest_url = spec.rest_base
         return self
@@ -147,6 +156,12 @@ class Settings(BaseSettings):
     @property
     def venue_spec(self):
         return VENUES[self.venue]
+
+    def ws_base_for(self, stream_kind: str) -> str:
+        """The WebSocket base that carries a stream kind (depth, trade, bookTicker)."""
+        from midas.venues import STREAM_ROUTES
+
+        return self.ws_public_url if STREAM_ROUTES[stream_kind] == "public" else self.ws_market_url
 
     @property
     def catalog_path(self) -> Path:
@@ -206,6 +221,8 @@ def setting_sources(env_file: str | Path | None = ".env", overrides: dict[str, A
             sources[name] = str(env_file)
         elif name in ("ws_url", "rest_url"):
             sources[name] = "default (venue)"
+        elif name in ("ws_public_url", "ws_market_url"):
+            sources[name] = "default (WS_URL + venue route)"
         else:
             sources[name] = "default"
     return sources

@@ -34,6 +34,13 @@ def _futures_depth_weight(limit: int) -> int:
     return 20
 
 
+# Which WebSocket route carries each stream kind. Binance split USD-M futures streams by path
+# (announced 2026-03-06, legacy URLs retired 2026-04-23): depth and bookTicker on `/public`, trades
+# on `/market`. A futures connection without a routed path still gets `/public` streams but
+# silently no trades, so routing is not optional there. Spot has one route for everything.
+STREAM_ROUTES = {"depth": "public", "bookTicker": "public", "trade": "market"}
+
+
 @dataclass(frozen=True)
 class VenueSpec:
     name: str
@@ -49,6 +56,11 @@ class VenueSpec:
     max_streams_per_connection: int = 1024
     max_connection_age_secs: float = 24 * 3600
     is_futures: bool = False
+    route_paths: tuple[tuple[str, str], ...] = ()   # (route, path under the WebSocket base)
+
+    def route_path(self, route: str) -> str:
+        """The path a route adds to the WebSocket base ('' where the venue has no routes)."""
+        return dict(self.route_paths).get(route, "")
 
     def valid_snapshot_limit(self, limit: int) -> bool:
         if self.snapshot_limits is not None:
@@ -92,6 +104,7 @@ VENUES: dict[str, VenueSpec] = {
         max_client_messages_per_second=10,
         server_ping_interval_secs=180.0,
         is_futures=True,
+        route_paths=(("public", "/public"), ("market", "/market")),
     ),
 }
 

@@ -20,16 +20,36 @@ from midas.exchange.faults import StreamFaultState, malformed_frame
 from midas.exchange.streams import (Request, StreamKey, StreamNameError, error_reply, parse_request,
                                     result_reply)
 from midas.logs import log_kv
+from midas.venues import FUTURES, STREAM_ROUTES
 
 if TYPE_CHECKING:
     from midas.exchange.server import ExchangeServer
 
 log = logging.getLogger("midas.exchange")
 
-# Binance's futures endpoints are being split into /public (depth, bookTicker) and /market (trades);
-# both prefixes are accepted in front of /stream and /ws.
+# Binance's USD-M futures routes streams by path (midas.venues.STREAM_ROUTES): /public carries depth
+# and bookTicker, /market trades, and a connection without a routed path only /public's streams.
+# A stream on the wrong route is accepted and silently never sent, as Binance does. Spot has no
+# routes; the prefixes are accepted there too and change nothing.
 _PATH_PREFIXES = ("/public", "/market")
 SEND_BATCH = 256          # frames written to the socket at once
+
+
+def route_of_path(target: str) -> str:
+    """The route a WebSocket request target asks for: 'public', 'market', or '' (none)."""
+    path = unquote(urlsplit(target).path)
+    for prefix in _PATH_PREFIXES:
+        if path.startswith(prefix + "/"):
+            return prefix[1:]
+    return ""
+
+
+def delivered_kinds(venue: str, route: str) -> frozenset[str]:
+    """The stream kinds a connection on `route` receives."""
+    if venue != FUTURES:
+        return frozenset(STREAM_ROUTES)
+    wanted = route or "public"
+    return frozenset(kind for kind, r in STREAM_ROUTES.items() if r == wanted)
 
 
 def streams_of_path(target: str, server: "ExchangeServer") -> tuple[bool, list[str]]:
@@ -64,6 +84,8 @@ class Connection:
         self.id = conn_id
         self.path = ws.request.path
         self.combined, self._initial = streams_of_path(self.path, server)
+        self.delivers = delivered_kinds(server.venue, route_of_path(self.path))
+        self.withheld: set[str] = set()      # subscribed on the wrong route: never sent
         self.subs: dict[str, StreamKey] = {}
         self.by_key: dict[StreamKey, list[str]] = {}
         self.by_kind: dict[tuple[str, str], list[str]] = {}
@@ -84,6 +106,10 @@ class Connection:
             return
         key = self.server.parse_stream(name)
         self.subs[name] = key
+        if key.kind not in self.delivers:
+            self.withheld.add(name)
+            self.subscribed.set()
+            return
         self.by_key.setdefault(key, []).append(name)
         self.by_kind.setdefault((key.symbol, key.kind), []).append(name)
         self.server.add_ref(key)
@@ -92,6 +118,9 @@ class Connection:
     def _unsubscribe(self, name: str) -> None:
         key = self.subs.pop(name, None)
         if key is None:
+            return
+        if name in self.withheld:
+            self.withheld.discard(name)
             return
         self.by_key[key].remove(name)
         if not self.by_key[key]:

@@ -16,6 +16,14 @@ from decimal import Decimal
 import pytest
 
 
+def route_prefix(stream: str, futures: bool) -> str:
+    """Where Binance serves a stream: USD-M futures routes trades to /market and depth and
+    bookTicker to /public (a connection on the wrong route silently gets nothing); spot has one path."""
+    if not futures:
+        return ""
+    return "/market" if stream.endswith("@trade") else "/public"
+
+
 def http_get(url: str, timeout: float = 30.0) -> tuple[int, dict, str]:
     """(status, headers, body) of a GET, also for 4xx/5xx answers."""
     try:
@@ -255,6 +263,11 @@ def stream_client():
     yield make
     for c in clients:
         c.close()
+
+
+@pytest.fixture(name="route_prefix")
+def route_prefix_fixture():
+    return route_prefix
 
 
 @pytest.fixture

@@ -272,3 +272,31 @@ def test_subprocess_mode_reports_a_port_in_use(tmp_path):
         port = busy.getsockname()[1]
         with pytest.raises(ExchangeError, match=r"exited with code 2 .*cannot listen on 127.0.0.1:"):
             LocalExchange(venue="binance", subprocess=True, port=port).start()
+
+
+def test_futures_streams_are_routed_by_path_like_binance(stream_client):
+    """Binance's USD-M split: depth and bookTicker on /public, trades on /market; a stream asked on
+    the wrong route (or on the legacy path without a route, for trades) is accepted and never sent."""
+    names = "btcusdt@depth@100ms/btcusdt@trade/btcusdt@bookTicker"
+    with LocalExchange(venue="binance-futures", symbols=["BTCUSDT"], seed=5) as ex:
+        clients = {prefix: stream_client(f"{ex.ws_url}{prefix}/stream?streams={names}")
+                   for prefix in ("", "/public", "/market")}
+        for prefix, client in clients.items():
+            client.wait_for(lambda: len(client.frames) >= 20, what=f"20 frames on {prefix or '/'}")
+        trades_seen = len(clients["/market"].frames)
+        # give the public connections as long again to receive a trade they must not get
+        time.sleep(1.0)
+        kinds = {prefix: {json.loads(f)["stream"].split("@", 1)[1] for f in client.frames}
+                 for prefix, client in clients.items()}
+    assert trades_seen >= 20
+    assert kinds[""] == {"depth@100ms", "bookTicker"}
+    assert kinds["/public"] == {"depth@100ms", "bookTicker"}
+    assert kinds["/market"] == {"trade"}
+
+
+def test_spot_serves_every_stream_on_every_path(stream_client):
+    names = "btcusdt@depth@100ms/btcusdt@trade"
+    with LocalExchange(venue="binance", symbols=["BTCUSDT"], seed=5) as ex:
+        client = stream_client(f"{ex.ws_url}/stream?streams={names}")
+        client.wait_for(lambda: {json.loads(f)["stream"] for f in client.frames} ==
+                        {"btcusdt@depth@100ms", "btcusdt@trade"}, what="depth and trades on one connection")

@@ -31,21 +31,35 @@ def read_recording(path):
 
 @pytest.mark.parametrize("venue", ["binance", "binance-futures"])
 def test_replay_delivers_everything_and_matches_book_ticker_oracle(venue, recordings, tmp_path, refbook,
-                                                                   stream_client, get):
+                                                                   stream_client, get, route_prefix):
     envelopes, snapshot_text = read_recording(recordings[venue])
     streams = sorted({re.match(r'\{"stream":"([^"]+)"', e).group(1) for e in envelopes})
     futures = venue == "binance-futures"
     depth_path = "/fapi/v1/depth" if futures else "/api/v3/depth"
+    # One connection per route, as on Binance (futures: trades on /market, the rest on /public).
+    by_route: dict[str, list[str]] = {}
+    for e in envelopes:
+        stream = re.match(r'\{"stream":"([^"]+)"', e).group(1)
+        by_route.setdefault(route_prefix(stream, futures), []).append(e)
+    assert len(by_route) == (2 if futures else 1)
     with LocalExchange(replay=[recordings[venue]], speed=0, truth_dir=tmp_path) as ex:
-        client = stream_client(f"{ex.ws_url}/stream?streams={'/'.join(streams)}")
+        clients = {}
+        for prefix in sorted(by_route):
+            names = [n for n in streams if route_prefix(n, futures) == prefix]
+            clients[prefix] = stream_client(f"{ex.ws_url}{prefix}/stream?streams={'/'.join(names)}")
         status, headers, body = get(f"{ex.rest_url}{depth_path}?symbol=BTCUSDT&limit=1000")
-        client.wait_for(lambda: len(client.frames) >= len(envelopes), timeout=120,
-                        what=f"{len(envelopes)} replayed messages")
-        client.close()
+        for prefix, client in clients.items():
+            client.wait_for(lambda: len(client.frames) >= len(by_route[prefix]), timeout=120,
+                            what=f"{len(by_route[prefix])} replayed messages on {prefix or '/'}")
+            client.close()
     assert status == 200
     assert body == snapshot_text                      # the recorded snapshot, byte for byte
-    assert client.frames == envelopes                 # every message, in order, as recorded
-    assert read_sent_messages(tmp_path)[1] == envelopes
+    sent = read_sent_messages(tmp_path)
+    for n, prefix in enumerate(sorted(by_route), start=1):
+        # every message of the route, in order, as recorded
+        assert clients[prefix].frames == by_route[prefix]
+        assert sent[n] == by_route[prefix]
+    client = clients["/public" if futures else ""]    # depth and bookTicker share it
 
     book = refbook("BTCUSDT", futures)
     book.track_depth = False

@@ -42,8 +42,10 @@ def test_replay_at_recorded_pace_from_a_plain_file_each_connection_from_the_star
              if "@depth" in json.loads(e)["stream"]]
     speed = 2.0
     with LocalExchange(replay=plain, speed=speed) as ex:
+        # depth and bookTicker only: futures trades come on another route (/market)
+        envelopes = [e for e in envelopes if not json.loads(e)["stream"].endswith("@trade")]
         streams = sorted({json.loads(e)["stream"] for e in envelopes})
-        first = stream_client(f"{ex.ws_url}/stream?streams={'/'.join(streams)}")
+        first = stream_client(f"{ex.ws_url}/public/stream?streams={'/'.join(streams)}")
         opened = time.monotonic()
         first.wait_for(lambda: len(first.frames) >= len(envelopes), what="the whole head")
         elapsed = first.times[-1] - opened

@@ -29,8 +29,15 @@ def test_procedure_client_equals_truth(venue, limit, jitter, tmp_path, refbook, 
     depth_path = "/fapi/v1/depth" if futures else "/api/v3/depth"
     truth = tmp_path / "truth"
     with LocalExchange(venue=venue, symbols=symbols, seed=11, truth_dir=truth, tick_jitter_ms=jitter) as ex:
-        streams = "/".join(f"{s.lower()}@depth@100ms/{s.lower()}@trade" for s in symbols)
-        client = stream_client(f"{ex.ws_url}/stream?streams={streams}")
+        depth_streams = "/".join(f"{s.lower()}@depth@100ms" for s in symbols)
+        trade_streams = "/".join(f"{s.lower()}@trade" for s in symbols)
+        # Futures serves depth on /public and trades on /market; spot both on one connection.
+        if futures:
+            client = stream_client(f"{ex.ws_url}/public/stream?streams={depth_streams}")
+            trade_client = stream_client(f"{ex.ws_url}/market/stream?streams={trade_streams}")
+        else:
+            client = stream_client(f"{ex.ws_url}/stream?streams={depth_streams}/{trade_streams}")
+            trade_client = None
         client.wait_for(lambda: len(client.frames) >= 4, what="the first diffs")
         snapshots = {}
         for s in symbols:
@@ -47,7 +54,9 @@ def test_procedure_client_equals_truth(venue, limit, jitter, tmp_path, refbook, 
                 assert set(snapshots[s]) == {"lastUpdateId", "bids", "asks"}
         time.sleep(run_secs)
         client.close()
-    received = list(client.frames)
+        if trade_client is not None:
+            trade_client.close()
+    received = list(client.frames) + (list(trade_client.frames) if trade_client else [])
 
     books = {s: refbook(s, futures) for s in symbols}
     trades = {s: [] for s in symbols}
@@ -112,8 +121,12 @@ def test_procedure_client_equals_truth(venue, limit, jitter, tmp_path, refbook, 
              t["trade_type"]) for t in window]
     # the truth of sent frames is exactly what the client received
     sent = read_sent_messages(truth)
-    assert list(sent) == [1]
-    assert sent[1] == received
+    if futures:
+        assert list(sent) == [1, 2]
+        assert (sent[1], sent[2]) == (client.frames, trade_client.frames)
+    else:
+        assert list(sent) == [1]
+        assert sent[1] == received
 
 
 def test_exchange_clock_offset_and_grid(tmp_path, stream_client):
