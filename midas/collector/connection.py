@@ -1,6 +1,11 @@
 """One group of streams on one WebSocket at a time: connect, read, watch, reconnect.
 
-`ConnectionSupervisor.run()` is the reconnect loop of one group of symbols:
+`ConnectionSupervisor.run()` is the reconnect loop of one group of symbols. A connection is one
+WebSocket per route the group's streams need (`Endpoint`): on Binance USD-M futures depth and
+bookTicker come from `/public` and trades from `/market`; on spot one socket carries everything.
+The sockets of a connection live and die together: when one ends, all are closed and reopened, so
+an outage of either is one `disconnected`/`connected` pair and one resync of the book, never a
+silent hole in the trades while the book looks healthy.
 
     connect (retry with `Backoff`) -> router.connected -> read until the connection ends
       ends because: server closed it / error / stall (no message for STALL_TIMEOUT_SECS) /
@@ -52,6 +57,7 @@ HEALTHY_AFTER_SECS = 60.0        # a connection up this long resets the backoff 
 WATCH_INTERVAL_SECS = 0.25
 SUBSCRIBE_CHUNK = 200            # streams per SUBSCRIBE request
 SUBSCRIBE_ANSWER_SECS = 10.0     # an unanswered SUBSCRIBE = a failed connect
+KEEPALIVE_PING_SECS = 20.0       # ping interval and pong timeout of trades-only sockets
 
 
 @dataclass
@@ -62,14 +68,25 @@ class StormRule:
     window_secs: float = 10.0
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """One WebSocket of a connection: its URL (streams in the query), or the `/stream` URL and the
+    stream names to SUBSCRIBE with (`subscribe`: (url, names, client messages per second allowed)),
+    and whether it needs keepalive pings because its streams may be quiet for long (trades only)."""
+
+    url: str
+    subscribe: tuple[str, list[str], float] | None = None
+    keepalive: bool = False
+
+
 @dataclass(eq=False)
 class Connection:
-    """One live WebSocket and what the router needs to know about it."""
+    """The live WebSockets of one group (one per endpoint) and what the router needs to know."""
 
     id: int
     group: int
-    url: str
-    ws: ClientConnection
+    url: str                             # every socket's URL, joined with " + "
+    sockets: list[DeliveringConnection]
     opened_at: float                     # monotonic
     last_message_at: float
     joining: bool = False                # opened for a planned reconnect, not yet switched in
@@ -79,7 +96,7 @@ class Connection:
     malformed: deque = field(default_factory=deque)
     end_reason: str | None = None
     reader: asyncio.Task | None = None
-    pre_messages: list = field(default_factory=list)   # (message, local_ts) received before the router
+    inboxes: list[Inbox] = field(default_factory=list)   # per socket: what came before the router
     where: str = ""                      # how parse errors name it (built once, not per message)
     failure: BaseException | None = None  # what the router raised (a write error): stops the collector
     stopped: asyncio.Future | None = None  # done when messages must no longer be handed on
@@ -112,18 +129,18 @@ class Router(Protocol):
 
 
 class ConnectionSupervisor:
-    """The reconnect loop of one group of symbols (one WebSocket URL)."""
+    """The reconnect loop of one group of symbols (its endpoints: one WebSocket per route)."""
 
-    def __init__(self, *, group: int, url: str, router: Router, stop: asyncio.Event,
+    def __init__(self, *, group: int, endpoints: list[Endpoint], router: Router, stop: asyncio.Event,
                  stall_timeout: float, reconnect_delay: float, max_attempts: int,
                  max_age: float, overlap_timeout: float = 30.0, min_overlap: float = 1.0,
-                 storm: StormRule | None = None, ids: "ConnectionIds | None" = None,
-                 subscribe: tuple[str, list[str], float] | None = None):
+                 storm: StormRule | None = None, ids: "ConnectionIds | None" = None):
+        if not endpoints:
+            raise ValueError("a connection needs at least one endpoint")
         self.group = group
-        self.url = url
-        # (base URL `.../stream`, stream names, client messages per second allowed) when the
-        # streams are sent as SUBSCRIBE requests instead of in the URL.
-        self.subscribe = subscribe
+        self.endpoints = endpoints
+        self.url = " + ".join(e.url for e in endpoints)
+        self.connecting_to = endpoints[0].url      # named in errors: which socket failed
         self.router = router
         self.stop = stop
         self.stall_timeout = stall_timeout
@@ -139,44 +156,57 @@ class ConnectionSupervisor:
     # Connecting ----------------------------------------------------------------------------------
 
     async def _open(self) -> Connection:
-        target = self.subscribe[0] if self.subscribe else self.url
-        # Messages arriving before the router takes over (right after the handshake, or while
-        # subscribing) are kept in arrival order; SUBSCRIBE answers are taken out.
-        inbox = Inbox()
-        ws = await connect(target, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
-                           ping_interval=None, max_size=None, max_queue=256, compression=None,
-                           create_connection=lambda *a, **kw: DeliveringConnection(*a, deliver=inbox, **kw))
         now = time.monotonic()
-        conn = Connection(id=self.ids.next(), group=self.group, url=self.url, ws=ws,
-                          opened_at=now, last_message_at=now, pre_messages=inbox.messages)
-        if self.subscribe:
-            try:
-                await self._send_subscriptions(conn, inbox)
-            except BaseException:
-                await _close(conn)
-                raise
+        conn = Connection(id=self.ids.next(), group=self.group, url=self.url, sockets=[],
+                          opened_at=now, last_message_at=now)
+        try:
+            for endpoint in self.endpoints:
+                self.connecting_to = endpoint.url
+                target = endpoint.subscribe[0] if endpoint.subscribe else endpoint.url
+                # Messages arriving before the router takes over (right after the handshake, or
+                # while subscribing) are kept in arrival order; SUBSCRIBE answers are taken out.
+                inbox = Inbox()
+                # Depth streams prove a socket alive every 100 ms (the stall rule); a trades-only
+                # socket can be quiet for minutes, so WebSocket pings watch it instead.
+                ping = KEEPALIVE_PING_SECS if endpoint.keepalive else None
+                ws = await connect(target, open_timeout=OPEN_TIMEOUT_SECS, close_timeout=CLOSE_TIMEOUT_SECS,
+                                   ping_interval=ping, ping_timeout=ping, max_size=None, max_queue=256,
+                                   compression=None,
+                                   create_connection=lambda *a, _inbox=inbox, **kw: DeliveringConnection(
+                                       *a, deliver=_inbox, **kw))
+                conn.sockets.append(ws)
+                conn.inboxes.append(inbox)
+                if endpoint.subscribe:
+                    await self._send_subscriptions(ws, inbox, endpoint.subscribe)
+        except BaseException:
+            await _close(conn)
+            raise
+        conn.last_message_at = time.monotonic()
         self.connects += 1
         return conn
 
-    async def _send_subscriptions(self, conn: Connection, inbox: Inbox) -> None:
+    async def _send_subscriptions(self, ws: ClientConnection, inbox: Inbox,
+                                  subscribe: tuple[str, list[str], float]) -> None:
         """SUBSCRIBE in chunks, each answered before the next; data arriving meanwhile is kept."""
-        _, names, per_second = self.subscribe
+        _, names, per_second = subscribe
         interval = 1.0 / max(0.5, per_second / 2)          # half of Binance's limit
         for i, start in enumerate(range(0, len(names), SUBSCRIBE_CHUNK)):
             if i:
                 await asyncio.sleep(interval)
             req_id = i + 1
-            await conn.ws.send(orjson.dumps({"method": "SUBSCRIBE",
-                                             "params": names[start:start + SUBSCRIBE_CHUNK],
-                                             "id": req_id}).decode())
-            answer = await inbox.answer(conn.ws, req_id, SUBSCRIBE_ANSWER_SECS)
+            await ws.send(orjson.dumps({"method": "SUBSCRIBE",
+                                        "params": names[start:start + SUBSCRIBE_CHUNK],
+                                        "id": req_id}).decode())
+            answer = await inbox.answer(ws, req_id, SUBSCRIBE_ANSWER_SECS)
             if "error" in answer:
                 raise CollectorError(f"the exchange refused the stream subscription: {answer['error']} "
                                      "(check SYMBOLS and STREAMS)")
-        conn.last_message_at = time.monotonic()
 
     def _hand_on_pre_messages(self, conn: Connection) -> None:
-        pending, conn.pre_messages = conn.pre_messages, []
+        # Each socket's messages in its order; kinds on different sockets need no common order.
+        pending = [m for inbox in conn.inboxes for m in inbox.messages]
+        for inbox in conn.inboxes:
+            inbox.messages = []
         for message, local_ts in pending:
             self.router.on_message(conn, message, local_ts)
 
@@ -187,7 +217,9 @@ class ConnectionSupervisor:
         """
         self._hand_on_pre_messages(conn)
         conn.stopped = asyncio.get_running_loop().create_future()
-        conn.ws.deliver = self._deliverer(conn)
+        deliver = self._deliverer(conn)
+        for ws in conn.sockets:
+            ws.deliver = deliver
         conn.reader = asyncio.create_task(self._read(conn), name=f"midas-ws-{conn.id}")
 
     def _deliverer(self, conn: Connection) -> Callable[[bytearray, int, float], None]:
@@ -210,21 +242,24 @@ class ConnectionSupervisor:
         return deliver
 
     async def _read(self, conn: Connection) -> None:
-        """Wait until the connection ends or reading must stop; say why (`end_reason`)."""
-        closed = asyncio.ensure_future(conn.ws.wait_closed())
+        """Wait until a socket of the connection ends or reading must stop; say why (`end_reason`)."""
+        closed = [asyncio.ensure_future(ws.wait_closed()) for ws in conn.sockets]
         try:
-            await asyncio.wait([closed, conn.stopped], return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait([*closed, conn.stopped], return_when=asyncio.FIRST_COMPLETED)
         finally:
-            closed.cancel()
+            for waiter in closed:
+                waiter.cancel()
         conn.stop_reading()
         if conn.failure is not None:
             raise conn.failure
-        if conn.ws.protocol.state is State.CLOSED:
+        ended = next((ws for ws in conn.sockets if ws.protocol.state is State.CLOSED), None)
+        if ended is not None:
             if not conn.retired:
-                conn.end_reason = conn.end_reason or _closed_reason(conn.ws)
+                conn.end_reason = conn.end_reason or _closed_reason(ended)
             return
         if conn.end_reason is not None and not conn.retired:
-            await conn.ws.close()
+            for ws in conn.sockets:
+                await ws.close()
 
     async def _wait_delay(self, delay: float) -> bool:
         """Sleep `delay` unless stop is requested first; True when stopping."""
@@ -240,13 +275,13 @@ class ConnectionSupervisor:
                 return await self._open()
             except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ConnectionClosed) as e:
                 if isinstance(e, InvalidURI):
-                    raise CollectorError(f"WS_URL gives an invalid WebSocket URL {self.url!r}: {e}") from e
+                    raise CollectorError(f"WS_URL gives an invalid WebSocket URL {self.connecting_to!r}: {e}") from e
                 refused = _refused(e)
                 if refused:
                     raise CollectorError(refused) from e
                 if self.backoff.exhausted():
                     raise CollectorError(
-                        f"cannot connect to {self.url}: {e}; gave up after {self.backoff.attempts} "
+                        f"cannot connect to {self.connecting_to}: {e}; gave up after {self.backoff.attempts} "
                         f"attempts (MAX_RECONNECT_ATTEMPTS)") from e
                 delay = self.backoff.next_delay()
                 log_kv(log, "connect failed, retrying", logging.WARNING, group=self.group,
@@ -392,8 +427,9 @@ def _closed_reason(ws: ClientConnection, err: ConnectionClosed | None = None) ->
 async def _close(conn: Connection) -> None:
     conn.retired = True
     # A peer that does not answer the close handshake, or a socket already gone, is closed anyway.
-    with suppress(TimeoutError, OSError, ConnectionClosed):
-        await asyncio.wait_for(conn.ws.close(), timeout=CLOSE_TIMEOUT_SECS)
+    for ws in conn.sockets:
+        with suppress(TimeoutError, OSError, ConnectionClosed):
+            await asyncio.wait_for(ws.close(), timeout=CLOSE_TIMEOUT_SECS)
     await _wait_reader(conn)
 
 

@@ -353,9 +353,13 @@ class MessageRouter:
 
 
 def _short_url(url: str) -> str:
-    base, _, query = url.partition("?")
-    streams = query.removeprefix("streams=").split("/") if query else []
-    return f"{base} ({len(streams)} streams)"
+    """`ws://host/public/stream (2 streams) + ws://host/market/stream (1 streams)`: one per socket."""
+    parts = []
+    for one in url.split(" + "):
+        base, _, query = one.partition("?")
+        streams = query.removeprefix("streams=").split("/") if query else []
+        parts.append(f"{base} ({len(streams)} streams)")
+    return " + ".join(parts)
 
 
 def _stream_of(text: str) -> str:

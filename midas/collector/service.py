@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from midas import wire
-from midas.collector.connection import ConnectionIds, ConnectionSupervisor, StormRule
+from midas.collector.connection import ConnectionIds, ConnectionSupervisor, Endpoint, StormRule
 from midas.collector.health import HealthCounters, HealthReport
 from midas.collector.router import MessageRouter, SymbolState
 from midas.collector.sequence import SequenceTracker
@@ -202,6 +202,26 @@ class Collector:
     def bytes_written(self) -> int:
         return sum(s.files.bytes_written for s in self.states.values())
 
+    def _endpoints(self, symbols: list[str]) -> list[Endpoint]:
+        """One WebSocket per base URL the streams need (futures: /public and /market)."""
+        settings = self.settings
+        by_base: dict[str, list[str]] = {}
+        kinds_of: dict[str, set[str]] = {}
+        for s in symbols:
+            for kind in settings.streams:
+                base = settings.ws_base_for(kind)
+                by_base.setdefault(base, []).extend(stream_names(s, [kind], self.options.depth_speed))
+                kinds_of.setdefault(base, set()).add(kind)
+        endpoints = []
+        for base, names in by_base.items():
+            url = self.spec.combined_stream_url(base, names)
+            subscribe = None
+            if len(url) > self.options.max_url_chars:
+                subscribe = (f"{base.rstrip('/')}/stream", names,
+                             float(self.spec.max_client_messages_per_second))
+            endpoints.append(Endpoint(url, subscribe, keepalive="depth" not in kinds_of[base]))
+        return endpoints
+
     # Run ------------------------------------------------------------------------------------------
 
     async def run(self, duration: float | None, stop: asyncio.Event) -> CollectorSummary:
@@ -221,17 +241,10 @@ class Collector:
         groups = plan_groups(list(self.states), settings.streams, max_streams)
         ids = ConnectionIds()
         for g, symbols in enumerate(groups):
-            names = [n for s in symbols
-                     for n in stream_names(s, settings.streams, self.options.depth_speed)]
             for s in symbols:
                 self.states[s].group = g
-            url = self.spec.combined_stream_url(settings.ws_url, names)
-            subscribe = None
-            if len(url) > self.options.max_url_chars:
-                subscribe = (f"{settings.ws_url.rstrip('/')}/stream", names,
-                             float(self.spec.max_client_messages_per_second))
             self.supervisors.append(ConnectionSupervisor(
-                group=g, url=url, subscribe=subscribe, router=self.router,
+                group=g, endpoints=self._endpoints(symbols), router=self.router,
                 stop=internal_stop, stall_timeout=settings.stall_timeout_secs,
                 reconnect_delay=settings.reconnect_delay_secs,
                 max_attempts=settings.max_reconnect_attempts,

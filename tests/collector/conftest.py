@@ -157,6 +157,36 @@ def sent_records(truth_dir: Path, venue: str) -> SentStream:
     return out
 
 
+def per_stream(records: list[dict]) -> dict[str, list[dict]]:
+    """Records split by type (depth, trade, book_ticker, ...), each list in order. On futures the
+    kinds come on separate sockets (/public, /market), so order is guaranteed per kind only; on
+    spot one socket carries all and the whole order can be compared."""
+    out: dict[str, list[dict]] = {}
+    for rec in records:
+        out.setdefault(rec["type"], []).append(rec)
+    return out
+
+
+def assert_same_order(got: list[dict], expected: list[dict], venue: str) -> None:
+    """`got` holds exactly `expected` (local_ts aside) in the order the collector guarantees: per
+    kind on futures (each kind's socket keeps its order), the whole order on spot (one socket)."""
+    got = [strip_local(r) for r in got]
+    expected = [strip_local(r) for r in expected]
+    assert per_stream(got) == per_stream(expected)
+    if venue == "binance":
+        assert got == expected
+
+
+def first_connections(sent: "SentStream", symbol: str) -> dict[str, list[dict]]:
+    """Per kind, the records of `symbol` sent on the first exchange connection carrying that kind."""
+    out: dict[str, list[dict]] = {}
+    for cid in sorted(sent.per_connection):
+        mine = [r for r in sent.per_connection[cid] if r["symbol"] == symbol]
+        for kind, recs in per_stream(mine).items():
+            out.setdefault(kind, recs)
+    return out
+
+
 def strip_local(rec: dict) -> dict:
     return {k: v for k, v in rec.items() if k != "local_ts"}
 
@@ -182,6 +212,7 @@ def coll():
         RunningCollector=RunningCollector, raw_files=raw_files, file_records=file_records,
         collected=collected, record_id=record_id, sent_records=sent_records, strip_local=strip_local,
         data_records=data_records, check_files_start_with_snapshots=check_files_start_with_snapshots,
+        per_stream=per_stream, assert_same_order=assert_same_order, first_connections=first_connections,
         match_connection_prefixes=lambda *a: match_connection_prefixes(*a),
         events_after=lambda *a: events_after(*a))
 
@@ -189,13 +220,28 @@ def coll():
 def match_connection_prefixes(got: list[dict], sent: SentStream, symbol: str) -> dict[int, int]:
     """Check that `got` (a symbol's data records from the files) is, connection after connection,
     every message sent on it (first copy only), except possibly the last few sent just before the
-    connection broke (lost in the socket when the exchange aborted it). Returns {connection: lost}."""
+    connection broke (lost in the socket when the exchange aborted it). Returns {connection: lost}.
+
+    Where a connection's sockets each carry one kind (futures: depth on /public, trades on /market),
+    the kinds interleave in the files by arrival, so the check runs per kind; where one socket
+    carries several kinds (spot), the files must follow its whole order."""
+    routed = all(len({r["type"] for r in recs}) <= 1 for recs in sent.per_connection.values())
+    if not routed:
+        return _match_prefixes(got, sent.per_connection, symbol)
+    lost: dict[int, int] = {}
+    for kind in {r["type"] for r in got} | {r["type"] for recs in sent.per_connection.values() for r in recs}:
+        of_kind = {cid: recs for cid, recs in sent.per_connection.items() if recs and recs[0]["type"] == kind}
+        lost.update(_match_prefixes([r for r in got if r["type"] == kind], of_kind, symbol))
+    return lost
+
+
+def _match_prefixes(got: list[dict], per_connection: dict[int, list[dict]], symbol: str) -> dict[int, int]:
     i = 0
     lost = {}
     seen = set()
-    for cid in sorted(sent.per_connection):
+    for cid in sorted(per_connection):
         recs = []
-        for r in sent.per_connection[cid]:
+        for r in per_connection[cid]:
             key = record_id(r)
             if r["symbol"] == symbol and key not in seen:
                 seen.add(key)

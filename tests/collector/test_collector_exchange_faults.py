@@ -84,7 +84,7 @@ def test_dropped_diffs_are_gaps_followed_by_a_snapshot_that_anchors(tmp_path, co
                       lambda c: c.router.gaps_total >= 4 and all(s.tracker.in_sync for s in c.states.values()))
     assert out.summary.gaps >= 4 and out.summary.connections == 1
     for s in SYMBOLS:
-        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        coll.assert_same_order(out.got[s], out.sent.unique(s), VENUE)
         recs = out.records[s]
         gaps = [i for i, r in enumerate(recs) if r["type"] == "event" and r["event"] == "gap"]
         assert len(gaps) >= 2
@@ -113,7 +113,7 @@ def test_duplicates_are_written_once(tmp_path, coll):
     assert sent_dups >= 15
     assert out.summary.duplicates == sent_dups
     for s in SYMBOLS:
-        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        coll.assert_same_order(out.got[s], out.sent.unique(s), VENUE)
 
 
 def test_malformed_frames_are_counted_and_skipped(tmp_path, coll, caplog):
@@ -121,7 +121,7 @@ def test_malformed_frames_are_counted_and_skipped(tmp_path, coll, caplog):
     assert out.summary.malformed == sum(out.sent.malformed.values()) >= 12
     assert out.summary.connections == 1
     for s in SYMBOLS:
-        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        coll.assert_same_order(out.got[s], out.sent.unique(s), VENUE)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("malformed message skipped")]
     assert len(lines) == out.summary.malformed
     assert all("connection=1" in line and "copy=" in line for line in lines)
@@ -221,7 +221,7 @@ def test_rest_5xx_backs_off(tmp_path, coll):
     assert 0.9 <= times[2] - times[0]      # retried after the first backoff delay (1 s - 10 %)
     for s in SYMBOLS:
         assert out.records[s][0]["type"] == "snapshot"
-        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        coll.assert_same_order(out.got[s], out.sent.unique(s), VENUE)
 
 
 def test_slow_rest_answers_keep_every_message_in_receive_order(tmp_path, coll):
@@ -234,6 +234,6 @@ def test_slow_rest_answers_keep_every_message_in_receive_order(tmp_path, coll):
         assert recs[0]["type"] == "snapshot"
         held = [r for r in recs[1:] if r["type"] in ("depth", "trade") and r["local_ts"] < recs[0]["local_ts"]]
         assert len(held) >= 10           # received during the 2 s the snapshot took
-        assert [coll.strip_local(r) for r in out.got[s]] == [coll.strip_local(r) for r in out.sent.unique(s)]
+        coll.assert_same_order(out.got[s], out.sent.unique(s), VENUE)
         local = [r["local_ts"] for r in out.got[s]]
         assert local == sorted(local)    # receive order

@@ -46,7 +46,7 @@ def test_replayed_recording_is_collected_exactly(tmp_path, coll, recordings, ven
     records = coll.collected(tmp_path / "data", venue, "BTCUSDT")
     got = coll.data_records(records)
     assert len(got) == len(expected)
-    assert [coll.strip_local(r) for r in got] == [coll.strip_local(r) for r in expected]
+    coll.assert_same_order(got, expected, venue)
     assert records[0]["type"] == "snapshot"
     want = wire.parse_depth_snapshot(snapshot, venue, "BTCUSDT", 0, 1000)
     assert coll.strip_local(records[0]) == coll.strip_local(want)

@@ -34,7 +34,7 @@ def snapshot(lid, ts):
 
 
 def conn(cid, joining=False):
-    c = Connection(id=cid, group=0, url="ws://x/stream?streams=a/b", ws=None, opened_at=0.0,
+    c = Connection(id=cid, group=0, url="ws://x/stream?streams=a/b", sockets=[], opened_at=0.0,
                    last_message_at=0.0)
     c.joining = joining
     return c

@@ -188,8 +188,9 @@ def test_gives_up_after_max_reconnect_attempts(tmp_path):
                              reconnect_delay_secs=0.05, max_reconnect_attempts=3)
     with pytest.raises(CollectorError) as err:
         run_collector(settings, duration=60, handle_signals=False)
-    assert str(err.value).startswith(f"cannot connect to ws://127.0.0.1:{port}/stream?streams=btcusdt@depth@100ms/"
-                                     "btcusdt@trade: ")
+    # the first socket of the connection (futures: depth on /public) is the one that failed
+    assert str(err.value).startswith(f"cannot connect to ws://127.0.0.1:{port}/public/stream?streams="
+                                     "btcusdt@depth@100ms: ")
     assert str(err.value).endswith("gave up after 3 attempts (MAX_RECONNECT_ATTEMPTS)")
     assert list((tmp_path / "data").rglob("*.zst*")) == []
 
