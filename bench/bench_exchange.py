@@ -53,37 +53,44 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _count(url: str, seconds: float, warmup: float, pid: int) -> dict:
+async def _count(urls: list[str], seconds: float, warmup: float, pid: int) -> dict:
+    """Read every URL at once (futures: depth on /public, trades on /market) for `seconds` after
+    `warmup`, counting diffs and trades and the diffs' delivery lag."""
     diffs = trades = 0
-    cpu_start = None
+    cpu_start = cpu_wall = None
     lags: list[float] = []
     first_half: list[float] = []
-    async with connect(url, max_size=None, ping_interval=None, compression=None, max_queue=1024) as ws:
-        start = time.monotonic()
-        measure_from = start + warmup
-        end = measure_from + seconds
-        while True:
-            now = time.monotonic()
-            if now >= end:
-                break
-            try:
-                frame = await asyncio.wait_for(ws.recv(), timeout=end - now)
-            except TimeoutError:
-                break
-            received_ms = time.time() * 1000
-            if time.monotonic() < measure_from:
-                continue
-            if cpu_start is None:
-                cpu_start, cpu_wall = cpu_seconds(pid), time.monotonic()
-            data = orjson.loads(frame)["data"]
-            if data["e"] == "depthUpdate":
-                diffs += 1
-                lag = received_ms - (data["E"] - OFFSET_MS)
-                lags.append(lag)
-                if time.monotonic() < measure_from + seconds / 2:
-                    first_half.append(lag)
-            else:
-                trades += 1
+    start = time.monotonic()
+    measure_from = start + warmup
+    end = measure_from + seconds
+
+    async def read(url: str) -> None:
+        nonlocal diffs, trades, cpu_start, cpu_wall
+        async with connect(url, max_size=None, ping_interval=None, compression=None, max_queue=1024) as ws:
+            while True:
+                now = time.monotonic()
+                if now >= end:
+                    break
+                try:
+                    frame = await asyncio.wait_for(ws.recv(), timeout=end - now)
+                except TimeoutError:
+                    break
+                received_ms = time.time() * 1000
+                if time.monotonic() < measure_from:
+                    continue
+                if cpu_start is None:
+                    cpu_start, cpu_wall = cpu_seconds(pid), time.monotonic()
+                data = orjson.loads(frame)["data"]
+                if data["e"] == "depthUpdate":
+                    diffs += 1
+                    lag = received_ms - (data["E"] - OFFSET_MS)
+                    lags.append(lag)
+                    if time.monotonic() < measure_from + seconds / 2:
+                        first_half.append(lag)
+                else:
+                    trades += 1
+
+    await asyncio.gather(*(read(url) for url in urls))
     cpu_share = (cpu_seconds(pid) - cpu_start) / (time.monotonic() - cpu_wall)
     mean_lag = statistics.fmean(lags)
     lags.sort()
@@ -101,8 +108,11 @@ async def _count(url: str, seconds: float, warmup: float, pid: int) -> dict:
 def run(symbols: list[str], seconds: float) -> dict:
     with LocalExchange(venue="binance-futures", symbols=symbols, seed=1, subprocess=True,
                        clock_offset_ms=OFFSET_MS) as ex:
-        streams = "/".join(f"{s.lower()}@depth@100ms/{s.lower()}@trade" for s in symbols)
-        result = asyncio.run(_count(f"{ex.ws_url}/stream?streams={streams}", seconds, warmup=3.0,
+        # Binance's USD-M routes: depth on /public, trades on /market (one socket each).
+        depth = "/".join(f"{s.lower()}@depth@100ms" for s in symbols)
+        trade = "/".join(f"{s.lower()}@trade" for s in symbols)
+        result = asyncio.run(_count([f"{ex.ws_url}/public/stream?streams={depth}",
+                                     f"{ex.ws_url}/market/stream?streams={trade}"], seconds, warmup=3.0,
                                     pid=ex.process.pid))
     stopped = [line for line in ex.output if "stopped" in line]
     server = dict(re.findall(r"(\w+)=([\d.]+)", stopped[-1])) if stopped else {}

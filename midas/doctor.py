@@ -152,7 +152,8 @@ def _host_port(url: str) -> tuple[str, int]:
     return parts.hostname or "", parts.port or default
 
 
-def check_websocket(ws_url: str, stream_url: str | None = None, timeout: float = 3.0) -> Check:
+def check_websocket(ws_url: str, stream_url: str | None = None, timeout: float = 3.0,
+                    name: str = "websocket endpoint", variable: str = "WS_URL") -> Check:
     """A WebSocket handshake with `stream_url` (a combined-stream URL under WS_URL) completes within
     `timeout` seconds; the connection is closed right after, nothing is subscribed for longer."""
     from websockets.exceptions import InvalidHandshake, InvalidStatus
@@ -163,17 +164,38 @@ def check_websocket(ws_url: str, stream_url: str | None = None, timeout: float =
         with connect(url, open_timeout=timeout, close_timeout=timeout) as ws:
             ws.close()      # the handshake was the check; leave politely
     except InvalidStatus as e:
-        return Check("websocket endpoint", FAIL, f"{url}: HTTP {e.response.status_code} instead of a "
-                     "WebSocket handshake", "WS_URL must be the WebSocket base only, e.g. "
+        return Check(name, FAIL, f"{url}: HTTP {e.response.status_code} instead of a "
+                     "WebSocket handshake", f"{variable} must be the WebSocket base only, e.g. "
                      "wss://fstream.binance.com (MIDAS adds /stream?streams=...)")
     except (InvalidHandshake, EOFError) as e:
-        return Check("websocket endpoint", FAIL, f"{url}: not a WebSocket server ({e.__class__.__name__})",
-                     "WS_URL points at something that does not speak WebSocket: use the venue's "
+        return Check(name, FAIL, f"{url}: not a WebSocket server ({e.__class__.__name__})",
+                     f"{variable} points at something that does not speak WebSocket: use the venue's "
                      "stream base or the local exchange's ws:// address")
     except (OSError, TimeoutError) as e:
-        return Check("websocket endpoint", FAIL, f"{ws_url}: no answer ({_reason(e)})",
-                     _endpoint_remedy(ws_url, "WS_URL"))
-    return Check("websocket endpoint", OK, f"{ws_url}: WebSocket handshake completed")
+        return Check(name, FAIL, f"{ws_url}: no answer ({_reason(e)})",
+                     _endpoint_remedy(ws_url, variable))
+    return Check(name, OK, f"{ws_url}: WebSocket handshake completed")
+
+
+def check_websockets(settings: Settings, timeout: float = 3.0) -> list[Check]:
+    """One handshake per WebSocket base the configured streams need (USD-M futures routes depth and
+    bookTicker to /public and trades to /market), each asking for one of the streams it carries."""
+    from midas.venues import stream_names
+
+    by_base: dict[str, list[str]] = {}
+    for kind in settings.streams:
+        by_base.setdefault(settings.ws_base_for(kind), []).append(kind)
+    checks = []
+    for base, kinds in by_base.items():
+        stream = stream_names(settings.symbols[0], [kinds[0]])[0]
+        url = settings.venue_spec.combined_stream_url(base, [stream])
+        if len(by_base) == 1:
+            name, variable = "websocket endpoint", "WS_URL"
+        else:
+            name = f"websocket endpoint ({', '.join(kinds)})"
+            variable = "WS_MARKET_URL" if kinds == ["trade"] else "WS_PUBLIC_URL"
+        checks.append(check_websocket(base, url, timeout, name, variable))
+    return checks
 
 
 def check_rest(rest_url: str, depth_path: str, symbol: str, timeout: float = 3.0) -> Check:
@@ -288,8 +310,7 @@ def run_checks(load: Callable[[], Settings] = load_settings, prefect_url: str | 
         log_check = check_log_dir(settings.log_dir)
         if log_check is not None:
             checks.append(log_check)
-        stream = settings.venue_spec.combined_stream_url(settings.ws_url, [f"{settings.symbols[0].lower()}@trade"])
-        checks.append(check_websocket(settings.ws_url, stream, timeout))
+        checks += check_websockets(settings, timeout)
         checks.append(check_rest(settings.rest_url, settings.venue_spec.depth_path, settings.symbols[0],
                                  timeout))
     checks.append(check_prefect(prefect_url, timeout))

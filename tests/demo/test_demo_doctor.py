@@ -140,6 +140,21 @@ def test_websocket_check_against_the_local_exchange(exchange):
     assert wrong_path.found == f"{exchange.ws_url}/api/v3/depth: HTTP 404 instead of a WebSocket handshake"
 
 
+def test_futures_websocket_checks_cover_both_routes(exchange):
+    from midas.config import load_settings
+
+    settings = load_settings(env_file=None, venue="binance-futures", ws_url=exchange.ws_url,
+                             symbols=["ETHUSDT"], streams=["depth", "trade", "bookTicker"])
+    assert doctor.check_websockets(settings) == [
+        doctor.Check("websocket endpoint (depth, bookTicker)", "ok",
+                     f"{exchange.ws_url}/public: WebSocket handshake completed"),
+        doctor.Check("websocket endpoint (trade)", "ok",
+                     f"{exchange.ws_url}/market: WebSocket handshake completed")]
+    spot = load_settings(env_file=None, venue="binance", ws_url=exchange.ws_url, symbols=["ETHUSDT"])
+    assert doctor.check_websockets(spot) == [
+        doctor.Check("websocket endpoint", "ok", f"{exchange.ws_url}: WebSocket handshake completed")]
+
+
 def test_websocket_check_against_a_non_websocket_server_and_a_closed_port():
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
@@ -244,4 +259,8 @@ def test_doctor_command_fails_on_dead_endpoints(tmp_path, monkeypatch, capsys):
     code = main(["doctor", "--no-docker", "--timeout", "2"])
     captured = capsys.readouterr()
     assert code == 1
-    assert "2 check(s) failed: websocket endpoint, rest endpoint" in captured.err
+    # futures (the default venue): the /public and the /market base are checked apiece
+    assert ("3 check(s) failed: websocket endpoint (depth), websocket endpoint (trade), rest endpoint"
+            in captured.err)
+    assert f"ws://127.0.0.1:{closed}/public: no answer" in captured.out
+    assert f"ws://127.0.0.1:{closed}/market: no answer" in captured.out
