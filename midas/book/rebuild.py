@@ -84,10 +84,21 @@ def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | Non
     return (idx[0], idx[-1]) if idx else None
 
 
+# FILE_ROTATION_HOURS is at most 24: a file opened longer ago than this cannot hold the events
+# leading into an hour. Without this bound an unrelated older capture (another session, an
+# imported recording of another year, possibly with higher update ids) would be replayed into the
+# hour and its diffs taken for duplicates: an hour of data silently turned into one gap.
+MAX_FILE_REACH_US = 25 * US_PER_HOUR
+
+
 def _replay_start(spans: list[RawSpan], lo: int) -> int:
-    """The file to replay from: the last one opened at or before lo - MAX_CLOCK_SKEW."""
-    before = [i for i, s in enumerate(spans) if s.start_us <= lo - MAX_CLOCK_SKEW_US]
-    return before[-1] if before else 0
+    """The file to replay from: the last one opened at or before lo - MAX_CLOCK_SKEW and at most
+    MAX_FILE_REACH before the hour; without one, the first file opened after that."""
+    recent = [i for i, s in enumerate(spans) if s.start_us > lo - MAX_FILE_REACH_US]
+    if not recent:
+        return len(spans) - 1
+    before = [i for i in recent if spans[i].start_us <= lo - MAX_CLOCK_SKEW_US]
+    return before[-1] if before else recent[0]
 
 
 _gc_lock = threading.Lock()
