@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from midas.config import Settings, load_settings
-from midas.demo.datadir import prepare_data_dir
+from midas.demo.datadir import prepare_data_dir, raw_file_set, record_demo_files
 from midas.demo.plans import (CAPTURE_DIR, DEMO_QUERIES, DEMO_ROTATION_HOURS, FIRST_SEED, SIMULATED_SYMBOLS,
                               SIMULATED_VENUE, DemoOptions, DemoPlan, continuing_seed, real_plans, recorded_counts,
                               simulated_plan)
@@ -244,13 +244,18 @@ def run_demo(options: DemoOptions, console: Console) -> list[DemoReport]:
     environment = {"FILE_ROTATION_HOURS": str(DEMO_ROTATION_HOURS), "RECONNECT_DELAY_SECS": "1",
                    "FLUSH_INTERVAL_SECS": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     reports: list[DemoReport] = []
-    with InterruptWatch() as interrupts, quiet_logs(options.verbose), demo_settings_environment(environment), \
-            prefect_api(console):
-        for plan in plans:
-            report = run_plan(plan, data_dir, console, charts=options.charts, interrupts=interrupts)
-            render_report(report, console)
-            reports.append(report)
-            interrupts.check()
+    raw_before = raw_file_set(data_dir)
+    try:
+        with InterruptWatch() as interrupts, quiet_logs(options.verbose), \
+                demo_settings_environment(environment), prefect_api(console):
+            for plan in plans:
+                report = run_plan(plan, data_dir, console, charts=options.charts, interrupts=interrupts)
+                render_report(report, console)
+                reports.append(report)
+                interrupts.check()
+    finally:
+        # Also after Ctrl-C: what the demo recorded is the demo's, so a later --fresh may remove it.
+        record_demo_files(data_dir, raw_before)
     # The example queries run once, over everything in the catalog (every venue of the run).
     console.rule("[bold]example queries on the catalog")
     queries = run_queries(load_settings(data_dir=data_dir, venue=plans[-1].venue))

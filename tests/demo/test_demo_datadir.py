@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from midas.demo.datadir import MARKER, prepare_data_dir
+from midas.demo.datadir import MANIFEST, MARKER, prepare_data_dir, record_demo_files
 from midas.errors import ConfigError
 
 
@@ -25,10 +25,43 @@ def test_fresh_removes_only_midas_entries_of_a_demo_directory(tmp_path):
     d = tmp_path / "demo"
     prepare_data_dir(d, fresh=True)
     _fill(d)
+    record_demo_files(d, before=set())       # as run_demo does after its run
+    assert (d / MANIFEST).read_text() == "raw/binance-futures/f\n"
     (d / "notes.txt").write_text("mine")
     removed = prepare_data_dir(d, fresh=True)
-    assert sorted(p.name for p in removed) == ["features", "midas.duckdb", "raw"]
-    assert sorted(p.name for p in d.iterdir()) == [MARKER, "notes.txt"]
+    assert sorted(p.name for p in removed) == [MANIFEST, "features", "midas.duckdb", "raw"]
+    assert sorted(p.name for p in d.iterdir()) == [MARKER, MANIFEST, "notes.txt"]
+    assert (d / MANIFEST).read_text() == ""
+
+
+def test_fresh_refuses_raw_files_added_to_a_demo_directory_after_the_demo(tmp_path):
+    d = tmp_path / "data"
+    prepare_data_dir(d, fresh=True)
+    _fill(d)
+    record_demo_files(d, before=set())
+    imported = d / "raw" / "binance-futures" / "BTCUSDT" / "2024-07-18" / "BTCUSDT_20240718T23_0.jsonl.zst"
+    imported.parent.mkdir(parents=True)
+    imported.write_text("a recording imported with midas import")
+    with pytest.raises(ConfigError, match=r"holds 1 raw file\(s\) that the demo did not write \(e\.g\. "
+                                          r"raw/binance-futures/BTCUSDT/2024-07-18/BTCUSDT_20240718T23_0"
+                                          r"\.jsonl\.zst; .*the demo will not delete them"):
+        prepare_data_dir(d, fresh=True)
+    assert imported.is_file() and (d / "raw" / "binance-futures" / "f").is_file()
+    # a later demo run with --continue keeps it foreign: only what that run writes is the demo's
+    before = {"raw/binance-futures/f", "raw/binance-futures/BTCUSDT/2024-07-18/BTCUSDT_20240718T23_0.jsonl.zst"}
+    (d / "raw" / "binance-futures" / "g.partial").write_text("y")
+    record_demo_files(d, before)
+    assert (d / MANIFEST).read_text() == "raw/binance-futures/f\nraw/binance-futures/g\n"
+    with pytest.raises(ConfigError, match="the demo will not delete them"):
+        prepare_data_dir(d, fresh=True)
+
+
+def test_a_demo_directory_from_before_manifests_is_still_emptied(tmp_path):
+    d = tmp_path / "demo"
+    prepare_data_dir(d, fresh=True)
+    (d / MANIFEST).unlink()
+    _fill(d)
+    assert sorted(p.name for p in prepare_data_dir(d, fresh=True)) == ["features", "midas.duckdb", "raw"]
 
 
 def test_continue_keeps_everything(tmp_path):

@@ -126,6 +126,9 @@ def test_demo_short_run(tmp_path, repo_root):
         assert len(charts) == 1 and charts[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f"chart: {charts[0]}" in out
     assert (data_dir / ".midas-demo").is_file()
+    # the manifest lists exactly the raw files the demo wrote (what a later --fresh may delete)
+    written = sorted(p.relative_to(data_dir).as_posix() for s in SYMBOLS for p in list_raw_files(data_dir, VENUE, s))
+    assert (data_dir / ".midas-demo-files").read_text().splitlines() == written
 
     # the Prefect runs: both flows completed, and the summary and the hours table are artifacts
     db = sqlite3.connect(tmp_path / "prefect-home" / "prefect.db")
