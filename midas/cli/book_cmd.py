@@ -9,9 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from midas.cli.common import settings_from_options
-from midas.errors import ConfigError
-from midas.layout import check_symbol, format_hour, hours_between, parse_hour
+from midas.cli.common import HourChoice, no_data_error, settings_from_options
+from midas.layout import check_symbol, format_hour
 
 _VENUE_HELP = "binance (spot) or binance-futures (default: VENUE)."
 _DATA_HELP = "Root of raw/, clean/, features/ and midas.duckdb (default: DATA_DIR)."
@@ -34,11 +33,7 @@ def rebuild(
     from midas.book import raw_hours, rebuild_hour
 
     settings = settings_from_options(venue=venue, symbols=symbols, data_dir=data_dir)
-    chosen = [parse_hour(h) for h in hour]
-    if start or end:
-        if not (start and end):
-            raise ConfigError("--from and --to go together: give both, e.g. --from 2024-07-18T00 --to 2024-07-18T23")
-        chosen += hours_between(parse_hour(start), parse_hour(end))
+    choice = HourChoice(hour, start, end)
     console = Console(width=140)
     table = Table(title=f"book rebuild ({settings.venue}, {settings.data_dir})")
     for col in ("symbol", "hour", "book rows", "trades", "gaps", "problems", "started from",
@@ -47,9 +42,9 @@ def rebuild(
     problems: list[str] = []
     for symbol in settings.symbols:
         symbol = check_symbol(symbol)
-        todo = sorted(set(chosen)) if chosen else raw_hours(settings, settings.venue, symbol)
-        if not todo:
-            console.print(f"{symbol}: no raw data under {settings.data_dir / 'raw' / settings.venue}")
+        todo, skipped = choice.pick(raw_hours(settings, settings.venue, symbol))
+        if skipped:
+            console.print(f"{symbol}: {skipped} hour(s) of the range have no raw data, skipped")
         for h in todo:
             r = rebuild_hour(settings, settings.venue, symbol, h)
             table.add_row(symbol, format_hour(h), str(r.rows["book"]), str(r.rows["trades"]),
@@ -57,8 +52,10 @@ def rebuild(
                           r.started_from, "yes" if r.complete else "no (data ends)",
                           f"{r.seconds:.2f}")
             problems += [f"{symbol} {format_hour(h)}: {p}" for p in r.problems[:10]]
-    if table.row_count:
-        console.print(table)
+    if not table.row_count:
+        raise no_data_error("raw data" + (" in the hours asked" if choice.asked else ""),
+                            settings.data_dir, settings.venue, settings.symbols)
+    console.print(table)
     for p in problems[:50]:
         console.print(f"problem {p}", markup=False, highlight=False, soft_wrap=True)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import sys
-from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
@@ -16,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from midas.cli.common import settings_from_options
+from midas.cli.common import HourChoice, no_data_error, settings_from_options
 from midas.config import Settings
 from midas.errors import ConfigError
-from midas.layout import check_symbol, format_hour, hours_between, parse_hour
+from midas.layout import check_symbol, format_hour
 
 catalog_app = typer.Typer(help="The DuckDB catalog DATA_DIR/midas.duckdb: views over all data.",
                           no_args_is_help=True)
@@ -27,20 +26,11 @@ catalog_app = typer.Typer(help="The DuckDB catalog DATA_DIR/midas.duckdb: views 
 _VENUE_HELP = "binance (spot) or binance-futures (default: VENUE)."
 _SYMBOLS_HELP = "Comma-separated symbols (default: SYMBOLS)."
 _DATA_HELP = "Root of raw/, clean/, features/ and midas.duckdb (default: DATA_DIR)."
-_HOUR_HELP = "An exchange-time UTC hour YYYY-MM-DDTHH; repeat for several (default: see below)."
+_HOUR_HELP = "An exchange-time UTC hour YYYY-MM-DDTHH; repeat for several (default: every hour, see the text above)."
 
 
 def _settings(venue: str | None, symbols: str | None, data_dir: Path | None) -> Settings:
     return settings_from_options(venue=venue, symbols=symbols, data_dir=data_dir)
-
-
-def _chosen_hours(hours: list[str], start: str | None, end: str | None) -> list[datetime] | None:
-    chosen = [parse_hour(h) for h in hours]
-    if start or end:
-        if not (start and end):
-            raise ConfigError("--from and --to go together: give both, e.g. --from 2024-07-18T00 --to 2024-07-18T23")
-        chosen += hours_between(parse_hour(start), parse_hour(end))
-    return sorted(set(chosen)) or None
 
 
 def process(
@@ -53,19 +43,25 @@ def process(
 ) -> None:
     """Turn recorded raw data into research data, hour by hour: rebuild the exact book on the grid
     (clean/book, clean/trades, clean/gaps), compute the features and register everything in the
-    catalog. Without --hour/--from, every hour the raw files cover is processed. Re-running an
-    hour replaces its partitions whole."""
+    catalog. Without --hour/--from, every hour the raw files cover is processed; hours of a
+    --from/--to range without raw data are skipped. Re-running an hour replaces its partitions
+    whole, and the hour is recorded as processed for the hourly job and `midas ops status`."""
     from midas.book import raw_hours
-    from midas.pipeline import process_hour
+    from midas.scheduling import process_and_record
 
     settings = _settings(venue, symbols, data_dir)
-    chosen = _chosen_hours(hour, start, end)
+    choice = HourChoice(hour, start, end)
+    done = 0
     for symbol in settings.symbols:
-        todo = chosen if chosen is not None else raw_hours(settings, settings.venue, symbol)
-        if not todo:
-            typer.echo(f"{settings.venue} {symbol}: no raw data under {settings.data_dir}")
+        todo, skipped = choice.pick(raw_hours(settings, settings.venue, symbol))
+        if skipped:
+            typer.echo(f"{settings.venue} {symbol}: {skipped} hour(s) of the range have no raw data, skipped")
         for h in todo:
-            typer.echo(process_hour(settings, settings.venue, symbol, h).line())
+            typer.echo(process_and_record(settings, settings.venue, symbol, h).line())
+            done += 1
+    if not done:
+        raise no_data_error("raw data" + (" in the hours asked" if choice.asked else ""),
+                            settings.data_dir, settings.venue, settings.symbols)
 
 
 def features(
@@ -83,17 +79,22 @@ def features(
     from midas.features import partition_hours, compute_features_hour
 
     settings = _settings(venue, symbols, data_dir)
-    chosen = _chosen_hours(hour, start, end)
+    choice = HourChoice(hour, start, end)
+    done = 0
     for symbol in settings.symbols:
-        todo = chosen if chosen is not None else sorted(
-            partition_hours(settings.data_dir, "book", settings.venue, symbol))
-        if not todo:
-            typer.echo(f"{settings.venue} {symbol}: no clean/book partitions under {settings.data_dir}")
+        todo, skipped = choice.pick(partition_hours(settings.data_dir, "book", settings.venue, symbol))
+        if skipped:
+            typer.echo(f"{settings.venue} {symbol}: {skipped} hour(s) of the range have no clean/book "
+                       "partition, skipped")
+        done += len(todo)
         for h in todo:
             result = compute_features_hour(settings, settings.venue, symbol, h)
             register_hour(settings, settings.venue, symbol, h)
             typer.echo(f"{settings.venue} {check_symbol(symbol)} {format_hour(result.hour)}: "
                        f"features={result.rows} in {result.seconds:.2f} s")
+    if not done:
+        raise no_data_error("clean/book partitions (run `midas process` or `midas rebuild` first)",
+                            settings.data_dir, settings.venue, settings.symbols)
 
 
 @catalog_app.command("rebuild")
@@ -113,6 +114,7 @@ def _write_output(table: pa.Table, fmt: str, output: Path | None) -> None:
     if fmt == "parquet":
         if output is None:
             raise ConfigError("--format parquet needs --output FILE")
+        output.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, output, compression="zstd")
         return
     if fmt == "csv":
@@ -128,6 +130,7 @@ def _write_output(table: pa.Table, fmt: str, output: Path | None) -> None:
         sys.stdout.buffer.write(data)
         sys.stdout.flush()
     else:
+        output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(data)
 
 

@@ -55,3 +55,33 @@ def test_import_reports_bad_lines_with_their_line_number(tmp_path, capsys):
     assert "1 depth, 1 snapshot; 2 bad lines" in out
     assert f"{rec}:2: invalid JSON" in out
     assert f"{rec}:3: expected '<local time ns> <json>'" in out
+
+
+def test_ranges_skip_empty_hours_refuse_reversed_ones_and_process_records_the_hour(recordings, tmp_path, capsys):
+    from midas.config import load_settings
+    from midas.scheduling import processed_hours
+
+    data = tmp_path / "data"
+    fut = ["--venue", "binance-futures", "--data-dir", str(data)]
+    assert main(["import", str(recordings["binance-futures"]), *fut]) == 0
+    capsys.readouterr()
+    # the recording covers 23:00 and 00:00; the other hours of the range are skipped, not errors
+    assert main(["rebuild", *fut, "--from", "2024-07-18T20", "--to", "2024-07-19T01"]) == 0
+    out = capsys.readouterr().out
+    assert "BTCUSDT: 4 hour(s) of the range have no raw data, skipped" in out
+    assert "2024-07-18T23" in out and "2024-07-19T00" in out and "2024-07-18T22" not in out
+    assert main(["rebuild", *fut, "--from", "2024-07-19T00", "--to", "2024-07-18T23"]) == 2
+    assert "--from 2024-07-19T00 is after --to 2024-07-18T23: the range would be empty" in capsys.readouterr().err
+    assert main(["process", *fut, "--from", "2024-07-20T00", "--to", "2024-07-20T05"]) == 2
+    assert ("no raw data in the hours asked for BTCUSDT on binance-futures under "
+            f"{data}; symbols with raw data there: BTCUSDT") in capsys.readouterr().err
+    assert main(["rebuild", *fut, "--symbols", "DOGEUSDT"]) == 2
+    assert (f"no raw data for DOGEUSDT on binance-futures under {data}; symbols with raw data there: "
+            "BTCUSDT") in capsys.readouterr().err
+    assert main(["rebuild", "--venue", "binance", "--data-dir", str(tmp_path / "typo")]) == 2
+    assert f"{tmp_path / 'typo'} holds no raw data of binance (wrong --data-dir or --venue?)" in capsys.readouterr().err
+    # `midas process` records the hour as processed, as the hourly job does
+    assert main(["process", *fut, "--hour", "2024-07-18T23"]) == 0
+    ledger = processed_hours(load_settings(env_file=None, data_dir=data, venue="binance-futures"))
+    assert list(ledger) == ["binance-futures/BTCUSDT/2024-07-18T23"]
+    assert ledger["binance-futures/BTCUSDT/2024-07-18T23"]["rows"]["book"] == 1772

@@ -193,9 +193,12 @@ def test_cli_query_formats_and_catalog_rebuild(tmp_path, clean, capsys):
     assert main(["query", "--data-dir", str(tmp_path), "--format", "json", sql]) == 0
     assert json.loads(capsys.readouterr().out) == [{"ts": t0, "ofi": None}, {"ts": t0 + 100000, "ofi": 1.0},
                                                    {"ts": t0 + 200000, "ofi": 1.0}]
-    out = tmp_path / "result.parquet"
+    out = tmp_path / "new" / "folder" / "result.parquet"       # missing folders are created
     assert main(["query", "--data-dir", str(tmp_path), "--format", "parquet", "--output", str(out), sql]) == 0
     assert pq.read_table(out).to_pydict() == {"ts": [t0, t0 + 100000, t0 + 200000], "ofi": [None, 1.0, 1.0]}
+    csv_out = tmp_path / "other" / "result.csv"
+    assert main(["query", "--data-dir", str(tmp_path), "--format", "csv", "--output", str(csv_out), sql]) == 0
+    assert csv_out.read_text().startswith('"ts","ofi"\n')
     assert main(["query", "--data-dir", str(tmp_path), "SELECT symbol, count(*) AS n FROM book GROUP BY symbol"]) == 0
     shown = capsys.readouterr().out
     assert "BTCUSDT" in shown and "1 rows" in shown
