@@ -14,8 +14,9 @@ A. Capacity: the real spot recording (99,573 messages: depth, trade, bookTicker)
    from first to last message; medians over the rounds. Zero loss: every recorded message written.
 B. 200 symbols (futures) simulated by an exchange process (`tick_ms` sets the diff rate): the
    collector runs as a `midas collect` process while the counting client listens to the same
-   streams. CPU and RSS of the collector process are sampled every 5 s. Zero loss: no gap event,
-   depth `pu` chains and trade ids unbroken in the raw files of every symbol.
+   streams (depth on /public, trades on /market, one socket each, as Binance routes them). CPU
+   and RSS of the collector process are sampled every 5 s. Zero loss: no gap event, depth `pu`
+   chains and trade ids unbroken in the raw files of every symbol.
 
 Run: `.venv/bin/python -m bench collector`; MIDAS_BENCH_SECS (default 120) sets the length of B,
 MIDAS_BENCH_TICK_MS (default 100) its diff interval, MIDAS_BENCH_PARTS=A runs part A only.
@@ -44,7 +45,7 @@ from midas.collector.service import Collector, CollectorOptions
 from midas.config import load_settings
 from midas.layout import list_raw_files
 from midas.raw import RawFileReader
-from midas.venues import get_venue, stream_names
+from midas.venues import STREAM_ROUTES, get_venue, stream_names
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = Path(os.environ.get("MIDAS_BENCH_RESULTS", REPO / "bench" / "RESULTS.md"))
@@ -248,13 +249,19 @@ def many_symbols(tmp: Path, seconds: float, tick_ms: int) -> dict:
                "--symbols", ",".join(symbols), "--data-dir", str(data), "--ws-url", ex.ws_url,
                "--rest-url", ex.rest_url, "--duration", str(seconds + 5)]
         proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        names = [n for s in symbols for n in stream_names(s, ["depth", "trade"])]
-        url = get_venue("binance-futures").combined_stream_url(ex.ws_url, names)
+        # Binance's USD-M routes, as the collector uses them: depth on /public, trades on /market.
+        spec = get_venue("binance-futures")
+        urls = [spec.combined_stream_url(ex.ws_url + spec.route_path(STREAM_ROUTES[kind]),
+                                         [n for s in symbols for n in stream_names(s, [kind])])
+                for kind in ("depth", "trade")]
         samples = []
         box = {}
 
         def counter() -> None:
-            box["count"] = asyncio.run(count_messages(url, None, seconds))
+            async def both():
+                return await asyncio.gather(*(count_messages(url, None, seconds) for url in urls))
+            counts = asyncio.run(both())
+            box["count"] = (sum(n for n, _ in counts), max(secs for _, secs in counts))
 
         t = threading.Thread(target=counter)
         t.start()
