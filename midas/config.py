@@ -6,6 +6,7 @@ into a `ConfigError` naming the variable, the bad value and what is allowed, bef
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -77,6 +78,17 @@ class Settings(BaseSettings):
     def _empty_is_default(cls, value: Any) -> Any:
         # `WS_URL=` in .env means "the default", not "an empty URL".
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_means_default(cls, values: Any) -> Any:
+        # `DATA_DIR=` (as .env.example lists every variable) means "the default"; an empty
+        # DATA_DIR would otherwise be the current directory. An empty SYMBOLS or STREAMS stays an
+        # error: collecting nothing is never what was meant.
+        if isinstance(values, dict):
+            return {k: v for k, v in values.items()
+                    if k.lower() in _MUST_NOT_BE_EMPTY or not (isinstance(v, str) and not v.strip())}
+        return values
 
     @field_validator("symbols", mode="before")
     @classmethod
@@ -172,7 +184,10 @@ class Settings(BaseSettings):
         return self.snapshot_interval_ms * 1000
 
 
-def _format_validation_error(err: ValidationError) -> str:
+_MUST_NOT_BE_EMPTY = {"symbols", "symbol", "streams"}
+
+
+def _format_validation_error(err: ValidationError, sources: dict[str, str] | None = None) -> str:
     lines = ["invalid configuration:"]
     for e in err.errors():
         loc = [str(p) for p in e.get("loc", ()) if not isinstance(p, int)]
@@ -181,11 +196,37 @@ def _format_validation_error(err: ValidationError) -> str:
         msg = e.get("msg", "").removeprefix("Value error, ")
         if e.get("type") == "literal_error" and var == "VENUE":
             msg = f"allowed are {', '.join(VENUE_NAMES)}"
+        source = (sources or {}).get(loc[0].lower() if loc else "", "")
+        where = "" if not source or source.startswith("default") else (
+            f" (set by the option --{loc[0].replace('_', '-')})" if source == "option"
+            else " (set in the environment)" if source == "environment" else f" (set in {source})")
         if isinstance(value, dict):
             lines.append(f"  {msg}")
         else:
-            lines.append(f"  {var}={value!r}: {msg}")
+            lines.append(f"  {var}={value!r}: {msg}{where}")
     return "\n".join(lines)
+
+
+def _near_misses(env_file: str | Path | None) -> list[str]:
+    """Names in the .env file that are not settings but look like one mistyped (OFI_WINDW):
+    ignored silently, they would leave the default in force without anyone noticing. Other tools'
+    variables in the same file (PREFECT_API_URL, ...) resemble no setting and are left alone."""
+    import difflib
+
+    from dotenv import dotenv_values
+
+    if not env_file or not Path(env_file).is_file():
+        return []
+    known = [name.upper() for name in Settings.model_fields] + ["SYMBOL"]
+    out = []
+    for key in dotenv_values(env_file):
+        name = key.upper()
+        if name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            out.append(f"{env_file}: {key} is not a setting; did you mean {close[0]}? (it is ignored)")
+    return out
 
 
 def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
@@ -194,10 +235,12 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     Raises ConfigError, naming each bad variable, its value and what is allowed.
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    for warning in _near_misses(env_file):
+        logging.getLogger("midas.config").warning(warning)
     try:
         return Settings(_env_file=env_file, **overrides)
     except ValidationError as err:
-        raise ConfigError(_format_validation_error(err)) from None
+        raise ConfigError(_format_validation_error(err, setting_sources(env_file, overrides))) from None
 
 
 def setting_sources(env_file: str | Path | None = ".env", overrides: dict[str, Any] | None = None

@@ -112,3 +112,37 @@ def test_every_spec_variable_is_in_env_example(repo_root):
     assert names == {n.upper() for n in Settings.model_fields}
     s = load_settings(env_file=repo_root / ".env.example")
     assert s.symbols == ["BTCUSDT"] and s.ws_url == "wss://fstream.binance.com"
+
+
+def test_blank_values_in_dotenv_mean_the_default(tmp_path):
+    env = tmp_path / ".env"
+    env.write_text("DATA_DIR=\nOFI_WINDOW=\nWS_URL=\n")
+    s = load_settings(env_file=env)
+    assert (s.data_dir, s.ofi_window, s.ws_url) == (Path("data"), 10, "wss://fstream.binance.com")
+
+
+def test_errors_say_where_the_bad_value_was_set(tmp_path, monkeypatch):
+    env = tmp_path / ".env"
+    env.write_text("OFI_WINDOW=ten\n")
+    with pytest.raises(ConfigError) as err:
+        load_settings(env_file=env)
+    assert str(err.value).endswith(f"OFI_WINDOW='ten': Input should be a valid integer, unable to parse "
+                                   f"string as an integer (set in {env})")
+    monkeypatch.setenv("OFI_WINDOW", "0")
+    with pytest.raises(ConfigError, match=r"OFI_WINDOW='0': .* \(set in the environment\)$"):
+        load_settings(env_file=env)
+    monkeypatch.delenv("OFI_WINDOW")
+    with pytest.raises(ConfigError, match=r"VENUE='kraken': allowed are binance, binance-futures "
+                                          r"\(set by the option --venue\)$"):
+        load_settings(env_file=None, venue="kraken")
+
+
+def test_a_mistyped_name_in_dotenv_is_reported(tmp_path, caplog):
+    env = tmp_path / ".env"
+    env.write_text("OFI_WINDW=20\nPREFECT_API_URL=http://127.0.0.1:4200/api\nSYMBOLZ=ethusdt\n")
+    with caplog.at_level("WARNING", logger="midas.config"):
+        s = load_settings(env_file=env)
+    assert s.ofi_window == 10
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{env}: OFI_WINDW is not a setting; did you mean OFI_WINDOW? (it is ignored)",
+        f"{env}: SYMBOLZ is not a setting; did you mean SYMBOL? (it is ignored)"]
