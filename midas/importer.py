@@ -63,12 +63,17 @@ def _split(line: bytes, where: str) -> tuple[int, bytes]:
     return int(head), body
 
 
-def _first_messages(path: Path) -> tuple[str | None, dict | None]:
-    """The symbol of the recording's first stream message and its first diff payload."""
-    symbol = diff = None
+HEAD_LINES = 10_000       # lines read up front for the symbols and the venue of a recording
+
+
+def _first_messages(path: Path) -> tuple[list[str], dict | None]:
+    """The symbols of the stream messages in the recording's first lines, in order of appearance,
+    and its first diff payload."""
+    symbols: dict[str, None] = {}
+    diff = None
     with _open_text(path) as fh:
         for line_no, line in enumerate(fh, 1):
-            if line_no > 10_000 or (symbol and diff):
+            if line_no > HEAD_LINES:
                 break
             try:
                 _, body = _split(line.rstrip(b"\r\n"), f"{path}:{line_no}")
@@ -77,11 +82,11 @@ def _first_messages(path: Path) -> tuple[str | None, dict | None]:
                 continue
             data = obj.get("data") if isinstance(obj, dict) else None
             if isinstance(data, dict):
-                if symbol is None and isinstance(data.get("s"), str):
-                    symbol = data["s"]
+                if isinstance(data.get("s"), str):
+                    symbols.setdefault(data["s"].upper())
                 if diff is None and data.get("e") == "depthUpdate":
                     diff = data
-    return symbol, diff
+    return list(symbols), diff
 
 
 def _check_venue(path: Path, venue: str, diff: dict | None) -> None:
@@ -108,11 +113,16 @@ def import_recording(path: Path, venue: str, data_dir: Path, symbol: str | None 
     venue = check_venue(venue)
     if not path.is_file():
         raise DataError(f"{path}: no such recording")
-    first_symbol, first_diff = _first_messages(path)
+    seen, first_diff = _first_messages(path)
     _check_venue(path, venue, first_diff)
-    if not symbol and not first_symbol:
+    if not symbol and not seen:
         raise DataError(f"{path}: no stream message with a symbol in the first lines; pass --symbol")
-    symbol = check_symbol(symbol or first_symbol)
+    symbol = check_symbol(symbol or seen[0])
+    if seen and symbol not in seen:
+        # A bare REST snapshot line names no symbol: imported under the wrong one, another
+        # symbol's book would be filed as this one's.
+        raise DataError(f"{path}: no {symbol} messages in its first {HEAD_LINES:,} lines (it holds "
+                        f"{', '.join(seen)}); check --symbol")
     result = ImportResult(path, venue, symbol)
     writer: RawFileWriter | None = None
     writer_hour = None

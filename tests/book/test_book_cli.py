@@ -35,6 +35,11 @@ def test_wrong_venue_and_missing_data_are_clear_errors(recordings, tmp_path, cap
                  "--data-dir", str(data)]) == 2
     assert "so it is a spot recording: use --venue binance" in capsys.readouterr().err
     assert not (data / "raw").exists()
+    assert main(["import", str(recordings["binance-futures"]), "--venue", "binance-futures", "--symbol", "ETHUSDT",
+                 "--data-dir", str(data)]) == 2
+    assert ("no ETHUSDT messages in its first 10,000 lines (it holds BTCUSDT); check --symbol"
+            in capsys.readouterr().err)
+    assert not (data / "raw").exists()
     assert main(["rebuild", "--venue", "binance", "--data-dir", str(data), "--hour", "2024-08-09T00"]) == 2
     assert "no raw files of binance/BTCUSDT near hour 2024-08-09T00" in capsys.readouterr().err
     assert main(["rebuild", "--venue", "binance", "--data-dir", str(data), "--hour", "2024-13-01T00"]) == 2
