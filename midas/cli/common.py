@@ -52,3 +52,4 @@ def no_data_error(what: str, data_dir, venue: str, symbols: list[str]):
     where = (f"symbols with raw data there: {', '.join(present)}" if present
              else f"{data_dir} holds no raw data of {venue} (wrong --data-dir or --venue?)")
     return DataError(f"no {what} for {', '.join(symbols)} on {venue} under {data_dir}; {where}")
+

@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from midas.cli.common import settings_from_options
+from midas.demo.summary import midas_command
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
 
@@ -130,15 +131,16 @@ def demo(
         reports = run_demo(options, console)
     except KeyboardInterrupt:
         console.print(f"[yellow]stopped (Ctrl-C or SIGTERM)[/]: what was written so far stays in {options.data_dir} "
-                      "(`midas inspect --data-dir ...` shows it)")
+                      f"(`{midas_command()} inspect --data-dir {options.data_dir}` shows it)")
         raise
     data = Path(options.data_dir)
     console.rule("[bold]done")
     console.print(f"everything is in {data.resolve()}; try:")
-    console.print(f"  midas inspect --data-dir {data}")
+    midas = midas_command()
+    console.print(f"  {midas} inspect --data-dir {data}")
     if reports and reports[0].hours:
         symbol, hour, _ = reports[0].hours[-1]
-        console.print(f"  midas chart --data-dir {data} --venue {reports[0].venue} --symbol {symbol} "
+        console.print(f"  {midas} chart --data-dir {data} --venue {reports[0].venue} --symbol {symbol} "
                       f"--hour {hour:%Y-%m-%dT%H}")
 
 

@@ -25,7 +25,7 @@ from midas.demo.plans import (CAPTURE_DIR, DEMO_QUERIES, DEMO_ROTATION_HOURS, FI
                               simulated_plan)
 from midas.demo.progress import RawWatcher
 from midas.demo.session import InterruptWatch, demo_settings_environment, live_progress, prefect_api, quiet_logs
-from midas.demo.summary import (DemoReport, QueryResult, StageTiming, build_report, raw_file_counts,
+from midas.demo.summary import (DemoReport, midas_command, QueryResult, StageTiming, build_report, raw_file_counts,
                                 render_query, render_report, report_markdown)
 from midas.errors import CollectorError, DataError
 from midas.layout import format_hour, list_raw_files
@@ -126,7 +126,7 @@ def run_queries(settings: Settings) -> list[QueryResult]:
         sql = sql_text("demo", name)
         columns, rows = run_query(settings, sql)
         # `--` ends the options: the SQL file starts with a `--` comment.
-        command = f'midas query --data-dir {settings.data_dir} -- "$(cat {sql_path("demo", name)})"'
+        command = f'{midas_command()} query --data-dir {settings.data_dir} -- "$(cat {sql_path("demo", name)})"'
         results.append(QueryResult(title, sql, columns, rows, command))
     return results
 

@@ -193,3 +193,20 @@ def report_markdown(report: DemoReport) -> str:
     lines += ["", "| stage | work | seconds | throughput |", "|---|---|---|---|"]
     lines += [f"| {t.stage} | {t.items:,} {t.unit} | {t.seconds:.2f} | {_rate(t)} |" for t in report.stages]
     return "\n".join(lines) + "\n"
+
+
+def midas_command() -> str:
+    """How to type this program in the commands MIDAS suggests: `midas` when that is what the
+    shell finds, else the path of the virtual environment's script (e.g. `.venv/bin/midas` after
+    `make demo`, which does not activate the environment)."""
+    import os
+    import shutil
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "midas"
+    found = shutil.which("midas")
+    if not script.exists() or (found and Path(found).resolve() == script.resolve()):
+        return "midas"
+    relative = os.path.relpath(script)
+    return relative if not relative.startswith("..") else str(script)

@@ -88,3 +88,17 @@ def test_report_figures(features_hour):
     assert "| features rows | 100 |" in md
     assert "| gaps | 1 (1 sequence_gap) |" in md
     assert f"| features size / raw size | {report.features_fraction:.1%} |" in md
+
+
+def test_suggested_commands_use_what_the_shell_finds(monkeypatch, repo_root):
+    import sys
+    from pathlib import Path
+
+    from midas.demo.summary import midas_command
+
+    bin_dir = Path(sys.executable).parent
+    monkeypatch.chdir(bin_dir.parent.parent)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")                      # not activated: the path
+    assert midas_command() == f"{bin_dir.parent.name}/{bin_dir.name}/midas"
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")          # activated: plain `midas`
+    assert midas_command() == "midas"
