@@ -33,13 +33,15 @@ class HourSummary:
     stage_seconds: dict[str, float]      # rebuild, features, catalog
     problems: list[str] = field(default_factory=list)   # data problems the rebuild reported
     complete: bool = True                # False: the raw data ends inside the hour
+    trades_missing: int = 0              # trade ids skipped within the hour (trades lost)
 
     def line(self) -> str:
         """A one-line summary for people: rows per dataset, gaps, time."""
         rows = " ".join(f"{k}={v}" for k, v in self.rows.items() if k != "gaps")
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.gap_reasons.items()))
         gaps = f"gaps={self.gaps}" + (f" ({reasons})" if reasons else "")
-        return (f"{self.venue} {self.symbol} {format_hour(self.hour)}: {rows} {gaps} "
+        lost = f" trades_missing={self.trades_missing}" if self.trades_missing else ""
+        return (f"{self.venue} {self.symbol} {format_hour(self.hour)}: {rows} {gaps}{lost} "
                 f"in {self.seconds:.2f} s" + ("" if self.complete else " (data ends inside the hour)"))
 
 
@@ -62,7 +64,8 @@ def process_hour(settings: Settings, venue: str, symbol: str, hour) -> HourSumma
         gaps=len(rebuilt.gaps), gap_reasons=dict(reasons), seconds=done - started,
         stage_seconds={"rebuild": rebuilt_at - started, "features": features_at - rebuilt_at,
                        "catalog": done - features_at},
-        problems=list(rebuilt.problems), complete=rebuilt.complete)
+        problems=list(rebuilt.problems), complete=rebuilt.complete,
+        trades_missing=rebuilt.counts.get("trade_ids_missing", 0))
     log_kv(logger, "hour processed", venue=venue, symbol=symbol, hour=format_hour(hour),
            book=summary.rows.get("book"), trades=summary.rows.get("trades"),
            features=features.rows, gaps=summary.gaps, seconds=f"{summary.seconds:.2f}")

@@ -398,7 +398,8 @@ def process_and_record(settings: Settings, venue: str, symbol: str, hour: dateti
     fingerprint = hour_fingerprint(settings, venue, symbol, hour)
     summary = process_hour(settings, venue, symbol, hour)
     record_processed(settings, venue, symbol, hour, fingerprint, {
-        "rows": dict(summary.rows), "gaps": summary.gaps, "seconds": round(summary.seconds, 3)})
+        "rows": dict(summary.rows), "gaps": summary.gaps, "trades_missing": summary.trades_missing,
+        "seconds": round(summary.seconds, 3)})
     log_kv(log, "hour processed", venue=venue, symbol=symbol, hour=format_hour(hour),
            rows=json.dumps(dict(summary.rows), separators=(",", ":")), gaps=summary.gaps,
            seconds=f"{summary.seconds:.2f}")

@@ -77,6 +77,15 @@ def _trade_rows(trades: dict[int, tuple]) -> list[tuple]:
     return rows
 
 
+def missing_trade_ids(rows: list[tuple]) -> int:
+    """Trade ids skipped between the hour's first and last trade. Binance numbers each symbol's
+    trades without holes (both real recordings: 0 jumps in 30,605 trades), so a jump means trades
+    were lost, e.g. while the trade stream was disconnected: the book has a declared gap there,
+    the trades have this count."""
+    ids = sorted(row[1] for row in rows)
+    return (ids[-1] - ids[0] + 1 - len(ids)) if ids else 0
+
+
 def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | None:
     """First and last index of the files whose local span comes within MAX_CLOCK_SKEW of [lo, hi)."""
     idx = [i for i, s in enumerate(spans)
@@ -197,6 +206,7 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
 
     counts = dict(scan.counts)
     counts.update(machine.counts)
+    counts["trade_ids_missing"] = missing_trade_ids(trade_rows)
     gap_dicts = [dict(zip(GAPS_SCHEMA.names, g)) for g in gap_rows]
     result = RebuildResult(
         venue=venue, symbol=symbol, hour=hour,
@@ -205,8 +215,8 @@ def _rebuild_hour(settings: Settings, venue: str, symbol: str, hour: datetime | 
         seconds=time.perf_counter() - started, problem_count=scan.problem_count,
         complete=complete, started_from=started_from, counts=counts)
     log_kv(log, "rebuilt hour", venue=venue, symbol=symbol, hour=format_hour(hour),
-           book=book_rows.n, trades=len(trade_rows), gaps=len(gap_rows),
-           problems=scan.problem_count, start=started_from, complete=complete,
+           book=book_rows.n, trades=len(trade_rows), trade_ids_missing=counts["trade_ids_missing"],
+           gaps=len(gap_rows), problems=scan.problem_count, start=started_from, complete=complete,
            seconds=round(result.seconds, 3))
     for p in scan.problems[:20]:
         log_kv(log, "data problem", level=logging.WARNING, venue=venue, symbol=symbol,

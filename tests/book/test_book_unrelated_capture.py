@@ -54,3 +54,18 @@ def test_an_older_capture_with_higher_ids_does_not_empty_a_later_hour(tmp_path):
     assert _rows(with_old, "book") == _rows(alone, "book")
     assert _rows(with_old, "gaps") == _rows(alone, "gaps")
     assert _rows(with_old, "book")[-1]["bid_sz_01"] == 50.0
+
+
+def test_trades_lost_between_the_hours_first_and_last_are_counted(tmp_path):
+    from midas.pipeline import process_hour
+
+    recs = _session(NEW_MS + 1_000, 500, 20)
+    recs += [g.trade(VENUE, NEW_MS + 1_500 + k, trade_id, "100.50", "0.1", False)
+             for k, trade_id in enumerate((70, 71, 74, 75, 79))]        # 72, 73, 76, 77, 78 lost
+    g.write_raw(tmp_path, VENUE, NEW_HOUR, recs)
+    settings = load_settings(env_file=None, data_dir=tmp_path, venue=VENUE, symbols=["BTCUSDT"])
+    result = rebuild_hour(settings, VENUE, "BTCUSDT", NEW_HOUR)
+    assert (result.rows["trades"], result.counts["trade_ids_missing"]) == (5, 5)
+    summary = process_hour(settings, VENUE, "BTCUSDT", NEW_HOUR)
+    assert summary.trades_missing == 5
+    assert " trades_missing=5 in " in summary.line()
