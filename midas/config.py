@@ -185,6 +185,7 @@ class Settings(BaseSettings):
 
 
 _MUST_NOT_BE_EMPTY = {"symbols", "symbol", "streams"}
+_warned: set[str] = set()
 
 
 def _format_validation_error(err: ValidationError, sources: dict[str, str] | None = None) -> str:
@@ -236,7 +237,9 @@ def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Set
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     for warning in _near_misses(env_file):
-        logging.getLogger("midas.config").warning(warning)
+        if warning not in _warned:      # once per process: a command reads its settings often
+            _warned.add(warning)
+            logging.getLogger("midas.config").warning(warning)
     try:
         return Settings(_env_file=env_file, **overrides)
     except ValidationError as err:

@@ -112,9 +112,11 @@ def test_demo_short_run(tmp_path, repo_root):
     # the three example queries and a chart per symbol
     assert out.count("midas query") == 3
     # the printed query commands work as shown (here the trades one, through bash like a user's shell)
-    command = next(line for line in out.splitlines() if line.startswith("midas query") and "trade_flow" in line)
-    shown = subprocess.run(["bash", "-c", command.replace("midas query", f"{sys.executable} -m midas.cli query "
-                                                          "--format csv", 1)],
+    command = next(line for line in out.splitlines() if " query --data-dir " in line and "trade_flow" in line)
+    # `midas` when the shell finds it, else the virtual environment's script (not activated here)
+    program = command.split(" query ", 1)[0]
+    assert program in ("midas", str(Path(sys.executable).parent / "midas")), program
+    shown = subprocess.run(["bash", "-c", command.replace(" query ", " query --format csv ", 1)],
                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     lines = list(csv.reader(io.StringIO(shown.stdout.strip())))

@@ -142,7 +142,10 @@ def test_a_mistyped_name_in_dotenv_is_reported(tmp_path, caplog):
     env.write_text("OFI_WINDW=20\nPREFECT_API_URL=http://127.0.0.1:4200/api\nSYMBOLZ=ethusdt\n")
     with caplog.at_level("WARNING", logger="midas.config"):
         s = load_settings(env_file=env)
+        said = len(caplog.records)
+        load_settings(env_file=env)
+        assert len(caplog.records) == said            # said once per process, not at every read
     assert s.ofi_window == 10
-    assert [r.getMessage() for r in caplog.records] == [
+    assert sorted({r.getMessage() for r in caplog.records if r.name == "midas.config"}) == [
         f"{env}: OFI_WINDW is not a setting; did you mean OFI_WINDOW? (it is ignored)",
         f"{env}: SYMBOLZ is not a setting; did you mean SYMBOL? (it is ignored)"]
