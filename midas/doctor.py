@@ -247,7 +247,7 @@ def check_prefect(api_url: str | None, timeout: float = 3.0) -> Check:
     if not api_url:
         return Check("prefect api", WARN, "PREFECT_API_URL is not set: each flow run starts a "
                      "temporary local server (fine for `make demo` and tests)",
-                     "for 24/7 operation start `prefect server start` (or docker compose) and set "
+                     "for 24/7 operation start `make server` (or `docker compose up -d`) and set "
                      "PREFECT_API_URL=http://127.0.0.1:4200/api")
     parts = urlsplit(api_url)
     host, port = _host_port(api_url)
@@ -259,7 +259,7 @@ def check_prefect(api_url: str | None, timeout: float = 3.0) -> Check:
         body = resp.read(100).decode("utf-8", "replace").strip()
     except OSError as e:
         return Check("prefect api", FAIL, f"{api_url}: no answer ({_reason(e)})",
-                     "start the Prefect server (`prefect server start` or `docker compose up -d`), "
+                     "start the Prefect server (`make server` or `docker compose up -d`), "
                      "or unset PREFECT_API_URL to use a temporary server")
     finally:
         conn.close()

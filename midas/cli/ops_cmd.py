@@ -104,14 +104,27 @@ def worker(
                                   "--limit", str(limit)], "worker", s.log_dir))
 
 
+def _require_prefect_server() -> None:
+    """Deployments live on a Prefect server: without a reachable one, say so in one line (prefect
+    itself would print a long traceback, or start a throwaway server that has no deployments)."""
+    from midas.doctor import OK, check_prefect
+
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise ConfigError("PREFECT_API_URL is not set: point it at your server, e.g. "
+                          "PREFECT_API_URL=http://127.0.0.1:4200/api (`make server` starts one)")
+    check = check_prefect(api_url)
+    if check.status != OK:
+        raise ConfigError(f"no Prefect server answers at PREFECT_API_URL: {check.found}; start one with "
+                          "`make server` (or `docker compose up -d`), or fix PREFECT_API_URL")
+
+
 @ops.command("deploy")
 def deploy(pool: str = typer.Option(WORK_POOL, help="Work pool the deployments run on.")) -> None:
     """Create the process work pool (if it does not exist yet) and register the deployments of
     prefect.yaml: midas-collect, midas-hourly (every hour at :05 UTC), midas-symbol-hours and
     midas-backfill. Safe to run again after changing prefect.yaml."""
-    if not os.environ.get("PREFECT_API_URL"):
-        raise ConfigError("PREFECT_API_URL is not set: point it at your server, e.g. "
-                          "PREFECT_API_URL=http://127.0.0.1:4200/api (`make server` starts one)")
+    _require_prefect_server()
     exists = subprocess.run([_prefect(), "work-pool", "inspect", pool], env=_prefect_env(), cwd=REPO_ROOT,
                             capture_output=True).returncode == 0
     if not exists:                          # an existing pool keeps the settings made on it in the UI
@@ -121,21 +134,33 @@ def deploy(pool: str = typer.Option(WORK_POOL, help="Work pool the deployments r
 
 @ops.command("hourly-now")
 def hourly_now() -> None:
-    """Run the hourly job now on a worker (a run of the midas-hourly deployment) and wait for it."""
+    """Run the hourly job now on a worker (a run of the midas-hourly deployment) and wait for it.
+    Needs the server (PREFECT_API_URL), the deployments (`midas ops deploy`) and a worker."""
+    _require_prefect_server()
     _run([_prefect(), "deployment", "run", HOURLY_DEPLOYMENT, "--watch"])
 
 
 @ops.command("status")
 def status(
     data_dir: Path = typer.Option(None, help="Data directory (default: DATA_DIR)."),
+    venue: str = typer.Option(None, help="binance (spot) or binance-futures (default: VENUE)."),
+    symbols: str = typer.Option(None, help="Comma-separated symbols (default: SYMBOLS and every "
+                                           "symbol with raw data)."),
     show_processed: bool = typer.Option(False, "--all", help="Also list hours already processed."),
 ) -> None:
-    """Where every hour of every configured symbol stands: waiting (still open or being written),
-    pending, changed or stale (will be processed by the next hourly run) or processed."""
+    """Where every hour of every symbol stands (the configured ones and any other with raw data):
+    waiting (still open or being written), pending, changed or stale (will be processed by the
+    next hourly run) or processed."""
+    from midas.errors import DataError
+    from midas.layout import list_symbols
     from midas.scheduling import hour_statuses
     from midas.supervisor import running_collector_pid
 
-    s = settings_from_options(data_dir=data_dir)
+    s = settings_from_options(data_dir=data_dir, venue=venue, symbols=symbols)
+    if not Path(s.data_dir).is_dir():
+        raise DataError(f"data directory {s.data_dir} does not exist (DATA_DIR or --data-dir)")
+    if symbols is None:
+        s = s.model_copy(update={"symbols": sorted(set(s.symbols) | set(list_symbols(s.data_dir, s.venue)))})
     table = Table(title=f"MIDAS hours ({s.venue}, {s.data_dir})")
     for col in ("symbol", "hour (UTC)", "state", "why", "raw files"):
         table.add_column(col)

@@ -29,6 +29,15 @@ def test_status_lists_every_hour_and_why(tmp_path, recordings, capsys, monkeypat
     ]
     assert "pending: 2" in out
     assert "supervised collector: not running" in out
+    # a symbol with raw data outside SYMBOLS is listed too; --symbols narrows the list
+    monkeypatch.setenv("SYMBOLS", "ETHUSDT")
+    assert main(["ops", "status", "--data-dir", str(tmp_path)]) == 0
+    assert "pending: 2" in capsys.readouterr().out
+    assert main(["ops", "status", "--data-dir", str(tmp_path), "--symbols", "ETHUSDT"]) == 0
+    assert "no raw hours yet" in capsys.readouterr().out
+    assert main(["ops", "status", "--data-dir", str(tmp_path / "typo")]) == 2
+    assert f"data directory {tmp_path / 'typo'} does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
 
 
 def test_deploy_without_a_server_says_what_to_set(capsys, monkeypatch):
@@ -36,6 +45,19 @@ def test_deploy_without_a_server_says_what_to_set(capsys, monkeypatch):
     assert main(["ops", "deploy"]) == 2
     err = capsys.readouterr().err
     assert "PREFECT_API_URL is not set" in err and "http://127.0.0.1:4200/api" in err
+    # set, but nothing answers there: one clear line, not prefect's traceback
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("PREFECT_API_URL", f"http://127.0.0.1:{port}/api")
+    for command in (["ops", "deploy"], ["ops", "hourly-now"]):
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: no Prefect server answers at PREFECT_API_URL: http://127.0.0.1:{port}/api: "
+                              "no answer"), err
+        assert "start one with `make server`" in err and "Traceback" not in err
 
 
 def test_run_service_copies_output_to_the_rotated_log_file(tmp_path):
