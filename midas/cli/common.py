@@ -53,3 +53,14 @@ def no_data_error(what: str, data_dir, venue: str, symbols: list[str]):
              else f"{data_dir} holds no raw data of {venue} (wrong --data-dir or --venue?)")
     return DataError(f"no {what} for {', '.join(symbols)} on {venue} under {data_dir}; {where}")
 
+
+
+def require_data_dir(settings: Settings) -> None:
+    """Refuse a data directory that does not exist: a mistyped --data-dir would otherwise read as
+    "nothing here yet", or be created empty."""
+    from pathlib import Path
+
+    from midas.errors import DataError
+
+    if not Path(settings.data_dir).is_dir():
+        raise DataError(f"data directory {settings.data_dir} does not exist (DATA_DIR or --data-dir)")

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from midas.cli.common import settings_from_options
+from midas.cli.common import require_data_dir, settings_from_options
 from midas.demo.summary import midas_command
 
 _STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -58,8 +58,8 @@ def chart(
     """Draw one processed hour of one symbol as a PNG.
 
     Panels: midprice with the bid-ask band, level-1 and 5-level imbalance, OFI with the day's
-    cumulative OFI, and taker buy/sell volume. Stretches without a valid book are shaded red with
-    their reason. Needs the hour's features (run the hourly processing first).
+    cumulative OFI, and taker buy/sell volume. Stretches without a valid book are shaded, one
+    colour per reason. Needs the hour's features (run the hourly processing first).
     """
     from midas.chart import write_chart
     from midas.errors import DataError
@@ -67,6 +67,7 @@ def chart(
     from midas.layout import check_symbol
 
     settings = settings_from_options(venue=venue, data_dir=data_dir)
+    require_data_dir(settings)
     if hour is None:
         hour = latest_hour(settings.data_dir, "features", settings.venue, check_symbol(symbol))
         if hour is None:
@@ -90,6 +91,7 @@ def inspect_data(
     from midas.inspection import render_inventory, take_inventory
 
     settings = settings_from_options(data_dir=data_dir)
+    require_data_dir(settings)
     render_inventory(take_inventory(settings.data_dir), Console(width=160), max_gaps=gaps)
 
 

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from midas.cli.common import HourChoice, no_data_error, settings_from_options
+from midas.cli.common import HourChoice, no_data_error, require_data_dir, settings_from_options
 from midas.config import Settings
 from midas.errors import ConfigError
 from midas.layout import check_symbol, format_hour
@@ -105,7 +105,9 @@ def catalog_rebuild(
     the tables partitions and raw_files. Safe at any time; deleting the catalog loses nothing."""
     from midas.catalog import rebuild_catalog
 
-    summary = rebuild_catalog(settings_from_options(data_dir=data_dir))
+    settings = settings_from_options(data_dir=data_dir)
+    require_data_dir(settings)
+    summary = rebuild_catalog(settings)
     typer.echo(f"catalog {summary.path}: {summary.partitions} partitions, {summary.raw_files} raw files "
                f"registered in {summary.seconds:.2f} s")
 
@@ -148,6 +150,8 @@ def query(
 
     if fmt not in ("table", "csv", "json", "parquet"):
         raise ConfigError(f"--format {fmt!r} is unknown: use table, csv, json or parquet")
+    if not sql.strip():
+        raise ConfigError("the query is empty: give one SQL query, e.g. \"SELECT count(*) FROM features\"")
     table = query_arrow(settings_from_options(data_dir=data_dir), sql)
     if fmt != "table":
         _write_output(table, fmt, output)

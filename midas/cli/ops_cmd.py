@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from midas.cli.common import settings_from_options
+from midas.cli.common import require_data_dir, settings_from_options
 from midas.errors import ConfigError, MidasError
 from midas.layout import format_hour
 from midas.logs import setup_logging
@@ -151,14 +151,12 @@ def status(
     """Where every hour of every symbol stands (the configured ones and any other with raw data):
     waiting (still open or being written), pending, changed or stale (will be processed by the
     next hourly run) or processed."""
-    from midas.errors import DataError
     from midas.layout import list_symbols
     from midas.scheduling import hour_statuses
     from midas.supervisor import running_collector_pid
 
     s = settings_from_options(data_dir=data_dir, venue=venue, symbols=symbols)
-    if not Path(s.data_dir).is_dir():
-        raise DataError(f"data directory {s.data_dir} does not exist (DATA_DIR or --data-dir)")
+    require_data_dir(s)
     if symbols is None:
         s = s.model_copy(update={"symbols": sorted(set(s.symbols) | set(list_symbols(s.data_dir, s.venue)))})
     table = Table(title=f"MIDAS hours ({s.venue}, {s.data_dir})")

@@ -206,3 +206,14 @@ def test_cli_query_formats_and_catalog_rebuild(tmp_path, clean, capsys):
     assert "--format parquet needs --output FILE" in capsys.readouterr().err
     assert main(["query", "--data-dir", str(tmp_path), "SELECT * FROM nowhere"]) == 2
     assert "error: query failed" in capsys.readouterr().err
+
+
+def test_commands_refuse_a_data_directory_that_does_not_exist(tmp_path, capsys):
+    typo = tmp_path / "typo"
+    for command in (["inspect"], ["chart", "--symbol", "BTCUSDT"], ["catalog", "rebuild"],
+                    ["ops", "status"]):
+        assert main([*command, "--data-dir", str(typo)]) == 2, command
+        assert f"error: data directory {typo} does not exist (DATA_DIR or --data-dir)" in capsys.readouterr().err
+    assert not typo.exists()
+    assert main(["query", "--data-dir", str(tmp_path), "  "]) == 2
+    assert "the query is empty" in capsys.readouterr().err

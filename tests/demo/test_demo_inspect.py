@@ -112,6 +112,7 @@ def test_inspect_command_prints_the_tables(features_hour, capsys):
 
 
 def test_inspect_empty_directory(tmp_path, capsys):
+    (tmp_path / "nothing").mkdir()
     assert main(["inspect", "--data-dir", str(tmp_path / "nothing")]) == 0
     assert "empty: nothing collected or processed yet (try `make demo`)" in capsys.readouterr().out
 
