@@ -67,6 +67,10 @@ MACRO_FILES = ("to_units", "from_units", "cks_ofi", "grid_ofi", "trade_buckets",
 META_OFI_END = b"midas.ofi_day_end_units"
 META_BOOK_SOURCES = b"midas.book_sources"
 META_INTERVAL = b"midas.snapshot_interval_us"
+# The settings behind the windowed columns, so that a partition says how it was computed
+# (`ofi_10` keeps its SPEC name whatever OFI_WINDOW is).
+META_OFI_WINDOW = b"midas.ofi_window"
+META_TIME_BUCKET_US = b"midas.time_bucket_us"
 
 
 @dataclass
@@ -386,6 +390,8 @@ def compute_features_hour(settings: Settings, venue: str, symbol: str, hour) -> 
             META_BOOK_SOURCES: json.dumps(_book_sources(data_dir, venue, symbol, hour),
                                           sort_keys=True).encode(),
             META_INTERVAL: str(params.interval_us).encode(),
+            META_OFI_WINDOW: str(params.ofi_window).encode(),
+            META_TIME_BUCKET_US: str(params.bucket_us).encode(),
         }
         writer.encode(table.select(list(FEATURE_COLUMNS)))
         replace_file(out_path, writer, table.schema.with_metadata(

@@ -132,6 +132,13 @@ def test_parquet_layout_row_groups_and_rerun(tmp_path, clean):
     meta = pq.ParquetFile(first.path).metadata
     assert [meta.row_group(i).num_rows for i in range(meta.num_row_groups)] == [2, 2, 1]
     assert meta.row_group(0).column(0).compression == "ZSTD"
+    # the settings behind the windowed columns travel with the partition
+    kv = pq.read_schema(first.path).metadata
+    assert (kv[b"midas.ofi_window"], kv[b"midas.time_bucket_us"], kv[b"midas.snapshot_interval_us"]) == (
+        b"10", b"100000", b"100000")
+    wider = compute_features_hour(settings(tmp_path, ofi_window=50, time_bucket_ms=1000), FUT, SYM, H)
+    kv = pq.read_schema(wider.path).metadata
+    assert (kv[b"midas.ofi_window"], kv[b"midas.time_bucket_us"]) == (b"50", b"1000000")
     assert str(first.path).endswith(
         "features/venue=binance-futures/symbol=BTCUSDT/date=2024-07-18/hour=10/part-0.parquet")
     again = compute_features_hour(s, FUT, SYM, H)
