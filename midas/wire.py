@@ -18,20 +18,30 @@ from midas.errors import WireError
 _MS = 1000  # Binance times are milliseconds; raw records hold microseconds.
 
 
+_INT64_END = 1 << 63
+_MS_TIME_END = _INT64_END // _MS     # a time in ms whose µs value still fits the int64 columns
+
+
 def _int(data: dict, key: str, where: str) -> int:
     v = data.get(key)
     if type(v) is not int:
         raise WireError(f"{where}: field {key!r} must be an integer, got {v!r:.40}")
+    if not 0 <= v < _INT64_END:
+        raise WireError(f"{where}: field {key!r} must be an integer from 0 to 2^63-1, got {v!r:.40}")
     return v
 
 
-def _opt_int(data: dict, key: str, where: str) -> int | None:
-    v = data.get(key)
-    if v is None:
-        return None
-    if type(v) is not int:
-        raise WireError(f"{where}: field {key!r} must be an integer, got {v!r:.40}")
-    return v
+def _ms_time(data: dict, key: str, where: str) -> int:
+    """A Binance time (ms) as µs. Bounded so that the µs value fits int64: a larger one would pass
+    as an integer here and then fail in the writer, stopping the collector."""
+    v = _int(data, key, where)
+    if v >= _MS_TIME_END:
+        raise WireError(f"{where}: field {key!r} must be a time in milliseconds since 1970, got {v!r:.40}")
+    return v * _MS
+
+
+def _opt_ms_time(data: dict, key: str, where: str) -> int | None:
+    return None if data.get(key) is None else _ms_time(data, key, where)
 
 
 def _str(data: dict, key: str, where: str) -> str:
@@ -152,6 +162,7 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
             e, u_first, u_last = get("E"), get("U"), get("u")
             bids, asks = get("b"), get("a")
             if (type(e) is int and type(u_first) is int and type(u_last) is int
+                    and 0 <= e < _MS_TIME_END and 0 <= u_first < _INT64_END and 0 <= u_last < _INT64_END
                     and type(bids) is list and type(asks) is list
                     and (not bids or _levels_ok(bids)) and (not asks or _levels_ok(asks))):
                 if venue != "binance-futures":
@@ -162,7 +173,7 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
                         "bids": bids, "asks": asks,
                     }
                 t, pu = get("T"), get("pu")
-                if type(t) is int and type(pu) is int:
+                if type(t) is int and type(pu) is int and 0 <= t < _MS_TIME_END and 0 <= pu < _INT64_END:
                     return {
                         "type": "depth", "venue": venue, "symbol": symbol.upper(),
                         "exchange_ts": e * _MS, "local_ts": local_ts, "transaction_ts": t * _MS,
@@ -175,6 +186,7 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
             futures = venue == "binance-futures"
             trade_type = get("X", "MARKET") if futures else None
             if (type(e) is int and type(tid) is int and type(t) is int and type(maker) is bool
+                    and 0 <= e < _MS_TIME_END and 0 <= t < _MS_TIME_END and 0 <= tid < _INT64_END
                     and (not futures or type(trade_type) is str) and type(price) is str
                     and type(qty) is str and _DECIMALS_MATCH(joined := f"{price} {qty}") is not None
                     and joined.count(" ") == 1):
@@ -187,7 +199,8 @@ def parse_payload(data: dict, venue: str, local_ts: int, where: str = "message")
         elif kind == "bookTicker" or (kind is None and "u" in data and "b" in data and "A" in data):
             e, uid = get("E"), get("u")
             bid_px, bid_sz, ask_px, ask_sz = get("b"), get("B"), get("a"), get("A")
-            if ((e is None or type(e) is int) and type(uid) is int and type(bid_px) is str
+            if ((e is None or (type(e) is int and 0 <= e < _MS_TIME_END)) and type(uid) is int
+                    and 0 <= uid < _INT64_END and type(bid_px) is str
                     and type(bid_sz) is str and type(ask_px) is str and type(ask_sz) is str
                     and _DECIMALS_MATCH(joined := f"{bid_px} {bid_sz} {ask_px} {ask_sz}") is not None
                     and joined.count(" ") == 3):
@@ -208,8 +221,8 @@ def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) ->
     if kind == "depthUpdate":
         return {
             "type": "depth", "venue": venue, "symbol": symbol.upper(),
-            "exchange_ts": _int(data, "E", where) * _MS, "local_ts": local_ts,
-            "transaction_ts": (_int(data, "T", where) * _MS) if futures else None,
+            "exchange_ts": _ms_time(data, "E", where), "local_ts": local_ts,
+            "transaction_ts": _ms_time(data, "T", where) if futures else None,
             "first_update_id": _int(data, "U", where),
             "last_update_id": _int(data, "u", where),
             "prev_update_id": _int(data, "pu", where) if futures else None,
@@ -226,17 +239,16 @@ def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) ->
                 raise WireError(f"{where}: field 'X' must be a string")
         return {
             "type": "trade", "venue": venue, "symbol": symbol.upper(),
-            "exchange_ts": _int(data, "E", where) * _MS, "local_ts": local_ts,
+            "exchange_ts": _ms_time(data, "E", where), "local_ts": local_ts,
             "trade_id": _int(data, "t", where),
             "price": _decimal_str(data, "p", where), "qty": _decimal_str(data, "q", where),
-            "is_buyer_maker": maker, "trade_ts": _int(data, "T", where) * _MS,
+            "is_buyer_maker": maker, "trade_ts": _ms_time(data, "T", where),
             "trade_type": trade_type,
         }
     if kind == "bookTicker" or (kind is None and "u" in data and "b" in data and "A" in data):
-        e = _opt_int(data, "E", where)
         return {
             "type": "book_ticker", "venue": venue, "symbol": symbol.upper(),
-            "exchange_ts": e * _MS if e is not None else None, "local_ts": local_ts,
+            "exchange_ts": _opt_ms_time(data, "E", where), "local_ts": local_ts,
             "update_id": _int(data, "u", where),
             "bid_px": _decimal_str(data, "b", where), "bid_sz": _decimal_str(data, "B", where),
             "ask_px": _decimal_str(data, "a", where), "ask_sz": _decimal_str(data, "A", where),
@@ -251,15 +263,16 @@ def _parse_payload_checked(data: dict, venue: str, local_ts: int, where: str) ->
 # bytes, and its raw record is written by filling a template with the matched bytes, without
 # building the JSON objects, the record dict and serializing it again. The pieces below only accept
 # text whose JSON value is plain and whose re-serialization is that same text:
-#   integers without sign-zero or leading zeros, at most 18 digits (orjson writes them back as read),
-#   times (`E`, `T`) at most 15 digits (times 1000 they still fit the 64 bits orjson writes);
+#   integers without sign or leading zeros, at most 18 digits (orjson writes them back as read; ids
+#   and times are never negative, `_int`), times (`E`, `T`) at most 15 digits (times 1000 they still
+#   fit the 64 bits orjson writes);
 #   decimal strings as `_DECIMAL_MATCH`; symbols and trade types of capitals, digits, `_`;
 #   the stream name in printable ASCII without quote or backslash (never written, only checked).
 # So for a matched message the line is byte for byte `orjson.dumps(parse_stream_message(...))`
 # (tests/foundation/test_wire_fast_path.py checks that on random messages); anything else, valid or
 # not, goes through `parse_stream_message`, which has the errors.
-_J_INT = rb"(0|-?[1-9][0-9]{0,17})"
-_J_TIME = rb"(0|-?[1-9][0-9]{0,14})"
+_J_INT = rb"(0|[1-9][0-9]{0,17})"
+_J_TIME = rb"(0|[1-9][0-9]{0,14})"
 # Possessive quantifiers (`++`, `*+`, `?+`: never give back what they matched) take ~40% less time
 # on long level lists and match the same texts here: what follows each (`.`, `"`, `,`, `]`) is
 # never something they could have matched.
@@ -365,14 +378,12 @@ def parse_depth_snapshot(body: bytes | str | dict, venue: str, symbol: str, loca
         raise WireError(f"{where}: expected a JSON object")
     if "code" in data and "lastUpdateId" not in data:
         raise WireError(f"{where}: the exchange answered an error {data!r:.120}")
-    e = _opt_int(data, "E", where)
-    t = _opt_int(data, "T", where)
     return {
         "type": "snapshot", "venue": venue, "symbol": symbol.upper(),
-        "exchange_ts": e * _MS if e is not None else None, "local_ts": local_ts,
+        "exchange_ts": _opt_ms_time(data, "E", where), "local_ts": local_ts,
         "last_update_id": _int(data, "lastUpdateId", where),
         "bids": _levels(data, "bids", where), "asks": _levels(data, "asks", where),
-        "transaction_ts": t * _MS if t is not None else None,
+        "transaction_ts": _opt_ms_time(data, "T", where),
         "depth_limit": depth_limit,
     }
 

@@ -57,6 +57,13 @@ def test_futures_snapshot_and_control_message():
     (FUT_DEPTH.replace(b'"63939.80"', b'"-1e5"'), "field 'b' has a bad level"),
     (FUT_DEPTH.replace(b'"depthUpdate"', b'"kline"'), "unknown event type 'kline'"),
     (FUT_DEPTH.replace(b'"s":"BTCUSDT",', b''), "field 's' must be a non-empty string"),
+    # a time whose µs value would not fit 64 bits: it used to pass here and then stop the collector
+    # in the writer (orjson cannot write it)
+    (FUT_DEPTH.replace(b'"E":1721347022504', b'"E":9223372036854776'),
+     "field 'E' must be a time in milliseconds since 1970, got 9223372036854776"),
+    (FUT_DEPTH.replace(b'"T":1721347022503', b'"T":18446744073709551'), "field 'T' must be a time"),
+    (FUT_DEPTH.replace(b'"U":10', b'"U":-10'), "field 'U' must be an integer from 0 to 2^63-1, got -10"),
+    (FUT_DEPTH.replace(b'"u":20', b'"u":9223372036854775808'), "field 'u' must be an integer from 0 to 2^63-1"),
 ])
 def test_malformed_messages_say_what_is_wrong(message, expected):
     with pytest.raises(WireError) as err:
