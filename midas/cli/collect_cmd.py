@@ -61,6 +61,13 @@ def collect(
     console.print(table)
     for path in summary.files:
         console.print(f"  {path}", highlight=False)
+    if summary.connections == 0:
+        from midas.errors import CollectorError
+
+        bases = " and ".join(dict.fromkeys(settings.ws_base_for(k) for k in settings.streams))
+        raise CollectorError(f"nothing collected: no connection to {bases} succeeded in "
+                             f"{summary.seconds:.0f} s (the log above says why); check WS_URL and "
+                             "the network, `midas doctor` tests both")
 
 
 def register(app: typer.Typer) -> None:

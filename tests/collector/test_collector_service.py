@@ -195,6 +195,21 @@ def test_gives_up_after_max_reconnect_attempts(tmp_path):
     assert list((tmp_path / "data").rglob("*.zst*")) == []
 
 
+def test_collect_command_that_never_connected_is_an_error(tmp_path, capsys):
+    from midas.cli import main
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]          # nothing listens there once closed
+    code = main(["collect", "--venue", "binance", "--symbols", "BTCUSDT", "--duration", "1.5",
+                 "--data-dir", str(tmp_path / "data"), "--ws-url", f"ws://127.0.0.1:{port}",
+                 "--rest-url", f"http://127.0.0.1:{port}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"error: nothing collected: no connection to ws://127.0.0.1:{port} succeeded in " in err
+    assert " s (the log above says why); check WS_URL and the network" in err
+
+
 def test_an_unknown_symbol_stops_with_the_exchanges_answer(tmp_path):
     with LocalExchange(venue=VENUE, symbols=["BTCUSDT"], seed=2) as ex:
         settings = load_settings(env_file=None, data_dir=tmp_path / "data", ws_url=ex.ws_url,
