@@ -316,6 +316,14 @@ def query_arrow(settings: Settings, sql: str, *, timeout: float = READ_LOCK_TIME
     path = _require_catalog(settings)
     with _connect(path, read_only=True, timeout=timeout) as con:
         try:
+            statements = con.extract_statements(sql)
+        except duckdb.Error as e:
+            raise CatalogError(f"query failed: {e}") from None
+        if len(statements) > 1:
+            # DuckDB would run them all and show only the last result
+            raise CatalogError(f"{len(statements)} statements given: `midas query` runs one query at a "
+                               "time (drop the `;` between them, or run them one by one)")
+        try:
             relation = con.sql(sql)
         except duckdb.Error as e:
             raise CatalogError(f"query failed: {e}{_moved_data_hint(con, settings)}") from None

@@ -208,7 +208,7 @@ def test_cli_query_formats_and_catalog_rebuild(tmp_path, clean, capsys):
     assert "error: query failed" in capsys.readouterr().err
 
 
-def test_commands_refuse_a_data_directory_that_does_not_exist(tmp_path, capsys):
+def test_commands_refuse_a_data_directory_that_does_not_exist(tmp_path, clean, capsys):
     typo = tmp_path / "typo"
     for command in (["inspect"], ["chart", "--symbol", "BTCUSDT"], ["catalog", "rebuild"],
                     ["ops", "status"]):
@@ -217,3 +217,11 @@ def test_commands_refuse_a_data_directory_that_does_not_exist(tmp_path, capsys):
     assert not typo.exists()
     assert main(["query", "--data-dir", str(tmp_path), "  "]) == 2
     assert "the query is empty" in capsys.readouterr().err
+    write_hour(tmp_path, clean, H)
+    register_hour(settings(tmp_path), FUT, SYM, H)
+    assert main(["query", "--data-dir", str(tmp_path), "SELECT 1; SELECT 2"]) == 2
+    assert "2 statements given: `midas query` runs one query at a time" in capsys.readouterr().err
+    assert main(["query", "--data-dir", str(tmp_path), "--format", "csv", "SELECT 1 AS one;"]) == 0
+    assert capsys.readouterr().out == '"one"\n1\n'
+    assert main(["query", "--data-dir", str(tmp_path), "SELEC 1"]) == 2
+    assert "error: query failed" in capsys.readouterr().err
