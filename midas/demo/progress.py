@@ -30,7 +30,7 @@ class RawProgress:
     def line(self) -> str:
         from midas.doctor import format_bytes
 
-        return (f"{self.records:,} messages written, {self.final_files} file(s) rotated, "
+        return (f"{self.records:,} messages written, {self.final_files} file(s) closed, "
                 f"{self.partial_files} open, {format_bytes(self.bytes)}")
 
 

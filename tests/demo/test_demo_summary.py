@@ -42,7 +42,7 @@ def test_raw_watcher_counts_final_and_partial_files(tmp_path):
         fh.write(b"\x28\xb5\x2f\xfd\x00\x58")
     progress = watcher.poll()
     assert progress == RawProgress(14, 1, 1, f1.stat().st_size + p.stat().st_size)
-    assert progress.line() == (f"14 messages written, 1 file(s) rotated, 1 open, "
+    assert progress.line() == (f"14 messages written, 1 file(s) closed, 1 open, "
                                f"{f1.stat().st_size + p.stat().st_size} B")
 
 
