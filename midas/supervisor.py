@@ -55,7 +55,8 @@ def pid_file(settings: Settings) -> Path:
     return Path(settings.data_dir) / "state" / PID_FILE
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists and has not exited (a zombie has)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -75,7 +76,7 @@ def running_collector_pid(settings: Settings) -> int | None:
         pid = int(pid_file(settings).read_text().strip())
     except (OSError, ValueError):
         return None
-    return pid if _alive(pid) else None
+    return pid if process_alive(pid) else None
 
 
 def _wait_for_previous_collector(settings: Settings) -> None:

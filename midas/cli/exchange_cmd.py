@@ -14,6 +14,7 @@ import typer
 from midas.errors import ConfigError, ExchangeError
 from midas.exchange.faults import Faults
 from midas.exchange.server import ExchangeConfig, ExchangeServer
+from midas.supervisor import process_alive
 
 
 def exchange(
@@ -92,16 +93,6 @@ def exchange(
     asyncio.run(_serve(config, stop_with_pid))
 
 
-def _process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:     # it exists, owned by someone else
-        return True
-    return True
-
-
 def _say(line: str) -> None:
     """Print a status line; when the reader is gone (a dead parent held the pipe), send output to
     /dev/null instead of failing, so the exchange still stops cleanly."""
@@ -118,7 +109,7 @@ async def _stop_when_gone(pid: int, stop: asyncio.Event) -> None:
     notice by itself; a changed parent PID also counts, since a PID can be reused."""
     parent_at_start = os.getppid()
     while not stop.is_set():
-        if not _process_alive(pid) or (parent_at_start == pid and os.getppid() != pid):
+        if not process_alive(pid) or (parent_at_start == pid and os.getppid() != pid):
             stop.set()
             _say(f"midas exchange: process {pid} ended, stopping")
             return
