@@ -169,11 +169,16 @@ class Settings(BaseSettings):
     def venue_spec(self):
         return VENUES[self.venue]
 
-    def ws_base_for(self, stream_kind: str) -> str:
-        """The WebSocket base that carries a stream kind (depth, trade, bookTicker)."""
+    def ws_bases(self) -> dict[str, list[str]]:
+        """The WebSocket bases the configured streams need, each with its stream kinds in STREAMS
+        order: one base on spot, /public and /market on USD-M futures (when both kinds are asked)."""
         from midas.venues import STREAM_ROUTES
 
-        return self.ws_public_url if STREAM_ROUTES[stream_kind] == "public" else self.ws_market_url
+        bases: dict[str, list[str]] = {}
+        for kind in self.streams:
+            base = self.ws_public_url if STREAM_ROUTES[kind] == "public" else self.ws_market_url
+            bases.setdefault(base, []).append(kind)
+        return bases
 
     @property
     def catalog_path(self) -> Path:

@@ -182,9 +182,7 @@ def check_websockets(settings: Settings, timeout: float = 3.0) -> list[Check]:
     bookTicker to /public and trades to /market), each asking for one of the streams it carries."""
     from midas.venues import stream_names
 
-    by_base: dict[str, list[str]] = {}
-    for kind in settings.streams:
-        by_base.setdefault(settings.ws_base_for(kind), []).append(kind)
+    by_base = settings.ws_bases()
     checks = []
     for base, kinds in by_base.items():
         stream = stream_names(settings.symbols[0], [kinds[0]])[0]

@@ -64,7 +64,7 @@ def collect(
     if summary.connections == 0:
         from midas.errors import CollectorError
 
-        bases = " and ".join(dict.fromkeys(settings.ws_base_for(k) for k in settings.streams))
+        bases = " and ".join(settings.ws_bases())
         raise CollectorError(f"nothing collected: no connection to {bases} succeeded in "
                              f"{summary.seconds:.0f} s (the log above says why); check WS_URL and "
                              "the network, `midas doctor` tests both")

@@ -204,22 +204,15 @@ class Collector:
 
     def _endpoints(self, symbols: list[str]) -> list[Endpoint]:
         """One WebSocket per base URL the streams need (futures: /public and /market)."""
-        settings = self.settings
-        by_base: dict[str, list[str]] = {}
-        kinds_of: dict[str, set[str]] = {}
-        for s in symbols:
-            for kind in settings.streams:
-                base = settings.ws_base_for(kind)
-                by_base.setdefault(base, []).extend(stream_names(s, [kind], self.options.depth_speed))
-                kinds_of.setdefault(base, set()).add(kind)
         endpoints = []
-        for base, names in by_base.items():
+        for base, kinds in self.settings.ws_bases().items():
+            names = [n for s in symbols for n in stream_names(s, kinds, self.options.depth_speed)]
             url = self.spec.combined_stream_url(base, names)
             subscribe = None
             if len(url) > self.options.max_url_chars:
                 subscribe = (f"{base.rstrip('/')}/stream", names,
                              float(self.spec.max_client_messages_per_second))
-            endpoints.append(Endpoint(url, subscribe, keepalive="depth" not in kinds_of[base]))
+            endpoints.append(Endpoint(url, subscribe, keepalive="depth" not in kinds))
         return endpoints
 
     # Run ------------------------------------------------------------------------------------------
