@@ -82,8 +82,10 @@ def missing_trade_ids(rows: list[tuple]) -> int:
     trades without holes (both real recordings: 0 jumps in 30,605 trades), so a jump means trades
     were lost, e.g. while the trade stream was disconnected: the book has a declared gap there,
     the trades have this count."""
-    ids = sorted(row[1] for row in rows)
-    return (ids[-1] - ids[0] + 1 - len(ids)) if ids else 0
+    if not rows:
+        return 0
+    ids = [row[1] for row in rows]          # unique: the rows are keyed by trade id
+    return max(ids) - min(ids) + 1 - len(ids)
 
 
 def _trade_span(spans: list[RawSpan], lo: int, hi: int) -> tuple[int, int] | None:
