@@ -323,6 +323,8 @@ def query_arrow(settings: Settings, sql: str, *, timeout: float = READ_LOCK_TIME
             # DuckDB would run them all and show only the last result
             raise CatalogError(f"{len(statements)} statements given: `midas query` runs one query at a "
                                "time (drop the `;` between them, or run them one by one)")
+        if statements:
+            _check_read_only(statements[0])
         try:
             relation = con.sql(sql)
         except duckdb.Error as e:
@@ -334,6 +336,71 @@ def query_arrow(settings: Settings, sql: str, *, timeout: float = READ_LOCK_TIME
             return relation.to_arrow_table()
         except duckdb.Error as e:
             raise CatalogError(f"query failed: {e}{_moved_data_hint(con, settings)}") from None
+
+
+READ_STATEMENTS = "SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or TABLE"
+
+
+def _check_read_only(statement: duckdb.Statement) -> None:
+    """Refuse a statement that is not a query. Opening the catalog read-only stops writes to the
+    catalog, not `COPY ... TO`, `EXPORT DATABASE`, `ATTACH`, `INSTALL`/`LOAD`, `SET`/`PRAGMA` or
+    `CALL`. The decision is DuckDB's parsed statement type: SELECT covers WITH, FROM, VALUES,
+    DESCRIBE, SHOW, SUMMARIZE, TABLE and PIVOT ... IN (...); an EXPLAIN is allowed when the
+    statement it explains is one (EXPLAIN ANALYZE runs it)."""
+    kind = statement.type
+    if kind == duckdb.StatementType.SELECT:
+        return
+    if kind == duckdb.StatementType.EXPLAIN:
+        explained = _explained_statement(statement.query)
+        if explained is not None and explained.type == duckdb.StatementType.SELECT:
+            return
+        kind_name = f"EXPLAIN of {explained.type.name}" if explained is not None else "EXPLAIN (unreadable)"
+    else:
+        kind_name = kind.name
+    hint = ""
+    if kind == duckdb.StatementType.MULTI:              # what PIVOT without IN (...) parses into
+        hint = " (a PIVOT without IN: name the values, PIVOT ... ON column IN (...))"
+    elif kind in (duckdb.StatementType.CALL, duckdb.StatementType.PRAGMA):
+        hint = " (table functions read in a query: SELECT * FROM pragma_table_info('book'))"
+    raise CatalogError(f"`midas query` only reads: a statement of type {kind_name} is refused{hint}. "
+                       f"Give a query ({READ_STATEMENTS}); to write a result to a file, use "
+                       "--output FILE with --format csv, json or parquet")
+
+
+def _explained_statement(sql: str) -> duckdb.Statement | None:
+    """The statement inside `EXPLAIN [ANALYZE] stmt` or `EXPLAIN (options) stmt`, found with
+    DuckDB's tokenizer and parsed again; None when that fails."""
+    found = duckdb.tokenize(sql)
+    ends = [pos for pos, _ in found[1:]] + [len(sql)]
+    tokens = [(kind, pos, sql[pos:end].strip()) for (pos, kind), end in zip(found, ends)
+              if kind != duckdb.token_type.comment]
+    starts = []                                             # where the explained statement may start
+    i = 1                                                   # tokens[0] is EXPLAIN
+    if i < len(tokens) and tokens[i][0] == duckdb.token_type.operator and tokens[i][2].startswith("("):
+        depth = 0                                           # EXPLAIN (ANALYZE, FORMAT json) stmt
+        for j in range(i, len(tokens)):
+            kind, _, text = tokens[j]
+            if kind == duckdb.token_type.operator:
+                depth += text.count("(") - text.count(")")
+                if depth <= 0:
+                    starts.append(j + 1)
+                    break
+        starts.append(i)                                    # or EXPLAIN (SELECT ...)
+    elif i < len(tokens) and tokens[i][0] == duckdb.token_type.keyword and \
+            tokens[i][2].upper() in ("ANALYZE", "ANALYSE"):
+        starts.append(i + 1)
+    else:
+        starts.append(i)
+    for i in starts:
+        if i >= len(tokens):
+            continue
+        try:
+            inner = duckdb.extract_statements(sql[tokens[i][1]:])
+        except duckdb.Error:
+            continue
+        if len(inner) == 1:
+            return inner[0]
+    return None
 
 
 def _moved_data_hint(con: duckdb.DuckDBPyConnection, settings: Settings) -> str:

@@ -145,7 +145,9 @@ def query(
 ) -> None:
     """Run SQL on the catalog: views book, trades, gaps, features (with columns venue, symbol, date,
     hour; filter on them to read only the matching files) and tables partitions, raw_files.
-    The catalog is opened read-only, so queries run while hourly jobs write."""
+    The catalog is opened read-only, so queries run while hourly jobs write. Only queries run
+    (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN, TABLE): COPY, EXPORT, ATTACH,
+    INSTALL/LOAD, SET, PRAGMA, CALL are refused; write results with --output."""
     from midas.catalog import query_arrow
 
     if fmt not in ("table", "csv", "json", "parquet"):

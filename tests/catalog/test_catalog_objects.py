@@ -178,8 +178,91 @@ def test_injection_and_writes_are_refused(tmp_path, clean):
     with pytest.raises(CatalogError, match="no catalog at"):
         run_query(s, "SELECT 1")
     register_hour(s, FUT, SYM, H)
-    with pytest.raises(CatalogError, match="read-only"):
+    with pytest.raises(CatalogError, match="a statement of type CREATE is refused"):
         run_query(s, "CREATE TABLE x AS SELECT 1")
+
+
+REFUSED_END = ("Give a query (SELECT, WITH, FROM, VALUES, DESCRIBE, SHOW, SUMMARIZE, EXPLAIN or TABLE); "
+               "to write a result to a file, use --output FILE with --format csv, json or parquet")
+
+
+def test_query_refuses_statements_that_write_or_change_settings(tmp_path, clean, capsys):
+    """A read-only open stops writes to the catalog only: COPY TO, EXPORT DATABASE, ATTACH (of a new
+    file), SET, EXPLAIN ANALYZE of a COPY would still act. They are refused by parsed statement type,
+    before anything runs."""
+    s = settings(tmp_path / "data")
+    write_hour(tmp_path / "data", clean, H)
+    register_hour(s, FUT, SYM, H)
+    out = tmp_path / "out"
+    refused = {
+        f"COPY book TO '{out}.csv'": "COPY",
+        f"copy (SELECT * FROM trades) TO '{out}.parquet' (FORMAT parquet)": "COPY",
+        f"EXPORT DATABASE '{out}'": "EXPORT",
+        f"ATTACH '{out}.duckdb' AS other": "ATTACH",
+        "DETACH other": "DETACH",
+        "INSTALL httpfs": "LOAD",
+        "LOAD parquet": "LOAD",
+        "SET threads = 1": "SET",
+        "RESET threads": "SET",
+        "PRAGMA threads = 1": "SET",
+        "PRAGMA show_tables": "PRAGMA",
+        "CALL pragma_version()": "CALL",
+        "CHECKPOINT": "CALL",
+        "USE memory": "SET",
+        "PREPARE p AS SELECT 1": "PREPARE",
+        "DROP VIEW book": "DROP",
+        f"EXPLAIN ANALYZE COPY book TO '{out}.csv'": "EXPLAIN of COPY",
+        f"/* profile */ explain (analyze, format json) copy book to '{out}.csv'": "EXPLAIN of COPY",
+        "EXPLAIN ANALYZE SET threads = 1": "EXPLAIN of SET",
+        "PIVOT book ON update_id": "MULTI",
+    }
+    for sql, kind in refused.items():
+        with pytest.raises(CatalogError) as err:
+            run_query(s, sql)
+        hint = {"MULTI": " (a PIVOT without IN: name the values, PIVOT ... ON column IN (...))",
+                "PRAGMA": " (table functions read in a query: SELECT * FROM pragma_table_info('book'))",
+                "CALL": " (table functions read in a query: SELECT * FROM pragma_table_info('book'))",
+                }.get(kind, "")
+        assert str(err.value) == f"`midas query` only reads: a statement of type {kind} is refused{hint}. " \
+            + REFUSED_END, sql
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]          # nothing was written
+    assert run_query(s, "SELECT current_setting('threads') = (SELECT value FROM duckdb_settings() "
+                        "WHERE name = 'threads')")[1] == [(True,)]
+
+    # every reading form still runs
+    t0 = clean.t(H, 0)
+    reads = {
+        "SELECT count(*) FROM book": [(3,)],
+        "WITH b AS (SELECT ts FROM book) SELECT min(ts) FROM b": [(t0,)],
+        "FROM book SELECT max(ts)": [(t0 + 200_000,)],
+        "VALUES (1, 'a')": [(1, "a")],
+        "TABLE trades": None,
+        "DESCRIBE gaps": None,
+        "SHOW TABLES": [("book",), ("features",), ("gaps",), ("partitions",), ("raw_files",), ("trades",)],
+        "SUMMARIZE trades": None,
+        "EXPLAIN SELECT count(*) FROM book": None,
+        "EXPLAIN ANALYZE SELECT count(*) FROM book": None,
+        "EXPLAIN (ANALYZE, FORMAT json) (SELECT 1)": None,
+        "PIVOT book ON update_id IN (7) USING count(*) GROUP BY symbol": None,
+    }
+    for sql, rows in reads.items():
+        columns, got = run_query(s, sql)
+        assert got, sql
+        if rows is not None:
+            assert got == rows, sql
+    assert run_query(s, "TABLE trades")[1] == [(t0 + 50_000, 1, 100.5, 0.5, False, "MARKET",
+                                                 datetime(2024, 7, 18).date(), 10, SYM, FUT)]
+    assert [r[0] for r in run_query(s, "EXPLAIN ANALYZE SELECT 1")[1]] == ["analyzed_plan"]
+
+    # on the command line: exit code 2, the message, no file
+    assert main(["query", "--data-dir", str(tmp_path / "data"), "--format", "csv",
+                 f"COPY features TO '{out}.csv'"]) == 2
+    assert ("error: `midas query` only reads: a statement of type COPY is refused. " + REFUSED_END
+            ) in capsys.readouterr().err
+    assert not (tmp_path / "out.csv").exists()
+    assert main(["query", "--data-dir", str(tmp_path / "data"), "--format", "csv", "--output",
+                 str(out) + ".csv", "SELECT count(*) AS n FROM features"]) == 0
+    assert (tmp_path / "out.csv").read_text() == '"n"\n3\n'
 
 
 def test_cli_query_formats_and_catalog_rebuild(tmp_path, clean, capsys):
