@@ -18,7 +18,7 @@ from rich.table import Table
 from midas.cli.common import HourChoice, no_data_error, require_data_dir, settings_from_options
 from midas.config import Settings
 from midas.errors import ConfigError
-from midas.layout import check_symbol, format_hour
+from midas.layout import format_hour
 
 catalog_app = typer.Typer(help="The DuckDB catalog DATA_DIR/midas.duckdb: views over all data.",
                           no_args_is_help=True)
@@ -76,7 +76,7 @@ def features(
     OFI_WINDOW or TIME_BUCKET_MS), and register them in the catalog. Without --hour/--from, every
     hour with a clean/book partition is done, oldest first."""
     from midas.catalog import register_hour
-    from midas.features import partition_hours, compute_features_hour
+    from midas.features import compute_features_hours, partition_hours
 
     settings = _settings(venue, symbols, data_dir)
     choice = HourChoice(hour, start, end)
@@ -87,11 +87,14 @@ def features(
             typer.echo(f"{settings.venue} {symbol}: {skipped} hour(s) of the range have no clean/book "
                        "partition, skipped")
         done += len(todo)
-        for h in todo:
-            result = compute_features_hour(settings, settings.venue, symbol, h)
-            register_hour(settings, settings.venue, symbol, h)
-            typer.echo(f"{settings.venue} {check_symbol(symbol)} {format_hour(result.hour)}: "
+
+        def written(result) -> None:
+            register_hour(settings, settings.venue, result.symbol, result.hour)
+            typer.echo(f"{settings.venue} {result.symbol} {format_hour(result.hour)}: "
                        f"features={result.rows} in {result.seconds:.2f} s")
+
+        # consecutive hours of a day are computed in one pass (midas.features.hours)
+        compute_features_hours(settings, settings.venue, symbol, todo, on_written=written)
     if not done:
         raise no_data_error("clean/book partitions (run `midas process` or `midas rebuild` first)",
                             settings.data_dir, settings.venue, settings.symbols)

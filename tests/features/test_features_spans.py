@@ -1,0 +1,132 @@
+"""Several hours in one pass (midas.features.hours): the partitions are the ones hour by hour gives,
+whatever the grouping (days, a size limit, a missing hour, a data directory DuckDB would glob)."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+
+import pyarrow.parquet as pq
+import pytest
+
+import midas.features.hours as hours_module
+from midas.config import load_settings
+from midas.errors import DataError
+from midas.features import compute_features_hour, compute_features_hours
+from midas.layout import partition_file
+from tests.features.test_features_hour_boundaries import (FUT, HOURS, SYM, assert_matches_oracle,
+                                                          make_day, write_day)
+
+
+def _settings(data_dir, **kw):
+    return load_settings(env_file=None, data_dir=data_dir, symbols=[SYM], venue=FUT, **kw)
+
+
+def _partitions(data_dir) -> dict[str, object]:
+    """hour -> the features partition read whole (values, types and metadata)."""
+    out = {}
+    for hour in HOURS:
+        path = partition_file(data_dir, "features", FUT, SYM, hour)
+        if path.is_file():
+            out[hour] = pq.read_table(path)
+    return out
+
+
+def _same_partitions(a: dict, b: dict) -> None:
+    assert sorted(a) == sorted(b)
+    for hour in a:
+        assert a[hour].equals(b[hour], check_metadata=True), hour
+
+
+@pytest.fixture
+def day(tmp_path, clean):
+    rows, trades = make_day(clean, seed=11)
+    trades = write_day(tmp_path / "data", clean, rows, trades)
+    oracle = clean.oracle(rows, trades, interval_us=100_000, ofi_window=10, bucket_us=100_000,
+                          market_only=True)
+    return tmp_path / "data", oracle
+
+
+def _hour_by_hour(data_dir, reference_dir) -> dict:
+    shutil.copytree(data_dir / "clean", reference_dir / "clean")
+    s = _settings(reference_dir)
+    for hour in HOURS:
+        compute_features_hour(s, FUT, SYM, hour)
+    return _partitions(reference_dir)
+
+
+def test_one_call_over_two_days_equals_hour_by_hour(tmp_path, day):
+    data_dir, oracle = day
+    reference = _hour_by_hour(data_dir, tmp_path / "reference")
+    written = []
+    results = compute_features_hours(_settings(data_dir), FUT, SYM, reversed(HOURS),
+                                     on_written=written.append)
+    assert [r.hour for r in results] == [r.hour for r in written]
+    assert [f"{r.hour:%Y-%m-%dT%H}" for r in results] == HOURS          # oldest first, each once
+    assert [r.rows for r in results] == [35, 39, 35]
+    # 22 sums the day's books; 23 is in 22's pass; 00 starts a new day (a new pass)
+    assert [r.ofi_carry_source for r in results] == ["book", "span", "none"]
+    assert_matches_oracle(results, oracle)
+    _same_partitions(_partitions(data_dir), reference)
+
+
+def test_size_limit_splits_a_day_and_carries_the_ofi_sum(tmp_path, day, monkeypatch):
+    data_dir, oracle = day
+    reference = _hour_by_hour(data_dir, tmp_path / "reference")
+    monkeypatch.setattr(hours_module, "MAX_SPAN_ROWS", 36)       # 22 (35 rows) and 23 (39) apart
+    results = compute_features_hours(_settings(data_dir), FUT, SYM, HOURS)
+    assert [r.ofi_carry_source for r in results] == ["book", "span", "none"]
+    assert_matches_oracle(results, oracle)
+    _same_partitions(_partitions(data_dir), reference)
+
+
+def test_hours_not_consecutive_are_separate_passes(tmp_path, day):
+    data_dir, oracle = day
+    reference = _hour_by_hour(data_dir, tmp_path / "reference")
+    results = compute_features_hours(_settings(data_dir), FUT, SYM, [HOURS[0], HOURS[2]])
+    assert [r.ofi_carry_source for r in results] == ["book", "none"]
+    results += compute_features_hours(_settings(data_dir), FUT, SYM, [HOURS[1]])
+    assert results[-1].ofi_carry_source == "features"
+    assert_matches_oracle(results, oracle)
+    _same_partitions(_partitions(data_dir), reference)
+
+
+def test_first_hour_of_a_day_on_a_fresh_thread(tmp_path, day):
+    """The first computation of a thread's connection, with no carry or seed query before it (a
+    day's first hour): the SQL must read the hour's partitions, not the connection's placeholders."""
+    data_dir, oracle = day
+    got: list = []
+    errors: list = []
+
+    def run():
+        try:
+            got.append(compute_features_hour(_settings(data_dir), FUT, SYM, HOURS[2]))
+        except Exception as e:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(e)
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert not errors, errors
+    assert got[0].rows == 35
+    assert_matches_oracle(got, {ts: f for ts, f in oracle.items()
+                                if ts >= got[0].hour.timestamp() * 1_000_000})
+
+
+def test_data_dir_with_glob_characters(tmp_path, day):
+    """DuckDB's read_parquet would expand `[...]` as a pattern: such a directory is read by pyarrow."""
+    data_dir, oracle = day
+    reference = _hour_by_hour(data_dir, tmp_path / "reference")
+    odd = tmp_path / "runs [2024]*"
+    shutil.copytree(data_dir, odd)
+    results = compute_features_hours(_settings(odd), FUT, SYM, HOURS)
+    assert_matches_oracle(results, oracle)
+    _same_partitions(_partitions(odd), reference)
+
+
+def test_missing_book_partition_fails_before_writing(tmp_path, day):
+    data_dir, _ = day
+    partition_file(data_dir, "book", FUT, SYM, HOURS[1]).unlink()
+    with pytest.raises(DataError, match=r"no clean/book partition .* hour 2024-07-18T23"):
+        compute_features_hours(_settings(data_dir), FUT, SYM, HOURS)
+    assert _partitions(data_dir) == {}
