@@ -1,12 +1,13 @@
-"""Feature throughput: DuckDB SQL of sql/features/ vs a plain Polars expression pipeline.
+"""Feature throughput: the features stage end to end, and its DuckDB SQL vs a plain Polars pipeline.
 
-Four measurements, all in one run, on synthetic books shaped like the real recordings (see
-`real_shaped_book`):
-  1. N book rows (default 10 M, all columns, ORDER_BOOK_DEPTH 10) with trades, one pass: time to
-     read the Parquet input, compute the features (midas.features.compute_feature_columns) and
-     write the features as ZSTD Parquet; the same columns computed by Polars as the yardstick.
-  2. The real stage at scale: H consecutive hours (default 48, 36,000 grid rows each) written as
-     clean partitions, then compute_features_hour hour after hour, as `midas features` runs them.
+Measurements, all in one run, on synthetic books shaped like the real recordings (see
+`real_shaped_book`), written as hourly clean partitions the way the book rebuild writes them:
+  1. End to end: N book rows (default 10 M, all columns, ORDER_BOOK_DEPTH 10, ~278 hours) with
+     trades through compute_features_hours (what `midas features` runs); then the compute alone
+     over all rows in one query against the same columns computed by Polars (the yardstick),
+     and the written partitions checked equal to that one pass.
+  2. The hourly job: H consecutive hours (default 48) through compute_features_hour one after the
+     other, and the same hours in one compute_features_hours call.
   3. One symbol-hour end to end through compute_features_hour.
   4. The features' size against the raw files' size, on the real futures recording.
 Run: `.venv/bin/python -m bench features` (MIDAS_BENCH_ROWS=2000000, MIDAS_BENCH_HOURS=12 for a
@@ -31,8 +32,8 @@ import pyarrow.parquet as pq
 from midas.book.partitions import TRADES_SCHEMA, book_schema
 from midas.config import load_settings
 from midas.features import (FEATURE_COLUMNS, FeatureParams, book_input_table,
-                            compute_feature_columns, compute_features_hour, feature_connection,
-                            read_partition, write_partition)
+                            compute_feature_columns, compute_features_hour, compute_features_hours,
+                            feature_connection)
 from midas.layout import partition_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,69 +187,76 @@ def _timed(fn, step: str | None = None):
     return value, time.perf_counter() - started
 
 
+FUT, SYM = "binance-futures", "BTCUSDT"
+FIRST_HOUR = datetime(2024, 7, 18, 0, tzinfo=timezone.utc)       # START_US
+
+
+def write_partitions(data_dir: Path, book: pa.Table, trades: pa.Table, row_group_size: int) -> list[datetime]:
+    """The rows as hourly clean/book and clean/trades partitions, written the way the book rebuild
+    writes them (ZSTD, dictionaries on, PARQUET_ROW_GROUP_SIZE rows per group). Returns the hours."""
+    book_ts = book.column("ts").to_numpy()
+    n_hours = int((book_ts[-1] - START_US) // 3_600_000_000) + 1
+    hours = [FIRST_HOUR + timedelta(hours=h) for h in range(n_hours)]
+    for dataset, table in (("book", book), ("trades", trades)):
+        ts = table.column("ts").to_numpy()
+        for h, hour in enumerate(hours):
+            lo, hi = np.searchsorted(ts, [START_US + h * 3_600_000_000, START_US + (h + 1) * 3_600_000_000])
+            path = partition_file(data_dir, dataset, FUT, SYM, hour)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            pq.write_table(table.slice(lo, hi - lo), path, compression="zstd", row_group_size=row_group_size)
+    return hours
+
+
+def _split(results) -> dict:
+    return {"read": sum(r.read_seconds for r in results), "compute": sum(r.compute_seconds for r in results),
+            "write": sum(r.write_seconds for r in results), "rows": sum(r.rows for r in results)}
+
+
 def bench_many_rows(n: int, work: Path) -> dict:
-    book, trades = real_shaped_book(n), None
-    trades = synthetic_trades(book)
-    book_file, trades_file = work / "book.parquet", work / "trades.parquet"
-    pq.write_table(book, book_file, compression="zstd", row_group_size=50_000)
-    pq.write_table(trades, trades_file, compression="zstd", row_group_size=50_000)
-    del book, trades
+    """n book rows as hourly partitions (n / 36,000 hours, ~12 days for 10 M) through the stage as
+    `midas features` runs it: compute_features_hours reads the partitions, computes and writes
+    every hour's features partition. Then the compute alone over all rows in one query (on Arrow
+    tables already in memory) against the Polars yardstick, and the cross-check of the written
+    partitions against that one pass."""
+    s = load_settings(env_file=None, data_dir=work / "many", symbols=[SYM], venue=FUT)
+    book = real_shaped_book(n).cast(book_schema(DEPTH))
+    trades = synthetic_trades(book).cast(TRADES_SCHEMA)
+    trades = trades.filter(pa.compute.greater_equal(trades.column("ts"), START_US))  # none before the first hour
+    hours = write_partitions(s.data_dir, book, trades, s.parquet_row_group_size)
+    results, e2e_s = _timed(lambda: compute_features_hours(s, FUT, SYM, hours), "end_to_end")
+    split = _split(results)
     con = feature_connection()
-    # read as compute_features_hour reads (midas.features.read_partition)
-    (book, trades), read_s = _timed(lambda: (read_partition(book_file),
-                                             read_partition(trades_file)), "read")
     params = FeatureParams(hour_start=START_US, interval_us=INTERVAL_US, ofi_window=10,
                            bucket_us=100_000, market_only=True)
     features, compute_s = _timed(lambda: compute_feature_columns(
         con, book_input_table(book), trades, params, None, None), "compute")
     con.close()
-
-    def assemble_and_write():
-        # what compute_features_hour does: the book columns, then the features, written by
-        # midas.features.write_partition (ZSTD, 50,000-row groups, temporary name + os.replace)
-        table = book
-        for name in FEATURE_COLUMNS:
-            table = table.append_column(name, features.column(name))
-        write_partition(table, work / "features.parquet", 50_000)
-    _, write_s = _timed(assemble_and_write, "write")
+    written = pa.concat_tables([pq.read_table(r.path, columns=["ts", *FEATURE_COLUMNS]) for r in results])
+    if not written.replace_schema_metadata().cast(features.schema).equals(features):
+        raise AssertionError("features partitions written hour by day-pass differ from one pass over all rows")
     pl_book, pl_trades = pl.from_arrow(book), pl.from_arrow(trades)
     polars_out, polars_s = _timed(lambda: polars_features(pl_book, pl_trades), "polars_compute")
     assert polars_out.height == features.num_rows
     agree = _agreement(pl.from_arrow(features), polars_out)
-    _, polars_write_s = _timed(lambda: pl.concat([pl_book, polars_out.drop("ts")], how="horizontal")
-                               .write_parquet(work / "features_polars.parquet", compression="zstd",
-                                              row_group_size=50_000), "polars_write")
-    return {"rows": n, "trades": trades.num_rows, "agree": agree, "read_s": read_s, "compute_s": compute_s,
-            "write_s": write_s, "polars_compute_s": polars_s, "polars_write_s": polars_write_s}
+    return {"rows": split["rows"], "hours": len(hours), "trades": trades.num_rows, "agree": agree,
+            "e2e_s": e2e_s, "split": split, "compute_s": compute_s, "polars_compute_s": polars_s,
+            "book_bytes": sum(partition_file(s.data_dir, "book", FUT, SYM, h).stat().st_size for h in hours),
+            "features_bytes": sum(r.path.stat().st_size for r in results)}
 
 
 def bench_hours(hours: int, work: Path) -> dict:
-    """`hours` consecutive hours of real-shaped book and trades, written as clean partitions the
-    way the book rebuild writes them, then compute_features_hour hour after hour (as `midas
-    features` runs them: each hour reads the previous hour's tail and carries its ofi)."""
-    s = load_settings(env_file=None, data_dir=work / "hours", symbols=["BTCUSDT"], venue="binance-futures")
-    first = datetime(2024, 7, 18, 0, tzinfo=timezone.utc)
+    """`hours` consecutive hours of real-shaped book and trades as clean partitions, then
+    compute_features_hour hour after hour (the hourly job keeping up: one hour at a time), then
+    the same hours in one compute_features_hours call (`midas features`, or catching up)."""
+    s = load_settings(env_file=None, data_dir=work / "hours", symbols=[SYM], venue=FUT)
     book = real_shaped_book(36_000 * hours + 100, seed=5).cast(book_schema(DEPTH))
     trades = synthetic_trades(book, seed=6).cast(TRADES_SCHEMA)
-    for dataset, table in (("book", book), ("trades", trades)):
-        ts = table.column("ts").to_numpy()
-        for h in range(hours):
-            lo, hi = np.searchsorted(ts, [START_US + h * 3_600_000_000, START_US + (h + 1) * 3_600_000_000])
-            path = partition_file(s.data_dir, dataset, "binance-futures", "BTCUSDT", first + timedelta(hours=h))
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # as midas.book.partitions.PartitionWriter writes them (ZSTD, dictionaries on)
-            pq.write_table(table.slice(lo, hi - lo), path, compression="zstd",
-                           row_group_size=s.parquet_row_group_size)
-    rows, split = 0, {"read": 0.0, "compute": 0.0, "write": 0.0}
-    started, cpu_started = time.perf_counter(), time.process_time()
-    for h in range(hours):
-        result = compute_features_hour(s, "binance-futures", "BTCUSDT", first + timedelta(hours=h))
-        rows += result.rows
-        split["read"] += result.read_seconds
-        split["compute"] += result.compute_seconds
-        split["write"] += result.write_seconds
-    return {"hours": hours, "rows": rows, "seconds": time.perf_counter() - started,
-            "cpu_s": time.process_time() - cpu_started, **split}
+    todo = write_partitions(s.data_dir, book, trades, s.parquet_row_group_size)[:hours]
+    compute_features_hour(s, FUT, SYM, todo[0])                       # warm-up (numba, DuckDB)
+    hourly, hourly_s = _timed(lambda: [compute_features_hour(s, FUT, SYM, h) for h in todo], "hourly")
+    spans, spans_s = _timed(lambda: compute_features_hours(s, FUT, SYM, todo), "spans")
+    return {"hours": hours, "rows": sum(r.rows for r in hourly), "hourly_s": hourly_s,
+            "spans_s": spans_s, "hourly": _split(hourly), "spans": _split(spans)}
 
 
 def bench_one_hour(work: Path) -> dict:
@@ -310,36 +318,37 @@ def main() -> str:
         size = bench_size_ratio(work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    total = many["read_s"] + many["compute_s"] + many["write_s"]
     cpu_s = CPU_SECONDS
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    sp, hs = many["split"], hours
     section = f"""
 ## Features (bench/bench_features.py), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 
 Machine: {os.cpu_count()} cores (`nproc`), {platform.machine()}, {cpu}; shared with other jobs
 (load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end). Synthetic books shaped
-like the real recording (`real_shaped_book`: levels repeat from row to row as often as there).
+like the real recording (`real_shaped_book`: levels repeat from row to row as often as there),
+written as hourly clean partitions the way the book rebuild writes them.
 
-{many['rows']:,} book rows (10 levels, all columns) and {many['trades']:,} trades, one pass:
+**End to end, {many['rows']:,} book rows** (10 levels, all columns; {many['hours']} hourly partitions,
+{many['trades']:,} trades) through `compute_features_hours` (what `midas features` runs): read the
+partitions, compute, write {many['hours']} features partitions:
+**{many['e2e_s']:.2f} s wall = {many['rows'] / many['e2e_s'] / 1e6:.2f} M rows/s** (target >= 2.5 M rows/s),
+{cpu_s['end_to_end']:.2f} CPU s. Split (the writes run on threads beside the next pass, so the
+parts overlap): read {sp['read']:.2f} s, compute {sp['compute']:.2f} s (both on the main thread),
+write {sp['write']:.2f} s summed over the write threads. Bytes: book partitions
+{many['book_bytes']:,}, features partitions {many['features_bytes']:,}.
 
-| step | wall s | rows/s (wall) | CPU s |
-|---|---|---|---|
-| read Parquet (read_partition) | {many['read_s']:.2f} | {many['rows'] / many['read_s'] / 1e6:.2f} M | {cpu_s['read']:.2f} |
-| compute, DuckDB SQL of sql/features/ | {many['compute_s']:.2f} | {many['rows'] / many['compute_s'] / 1e6:.2f} M | {cpu_s['compute']:.2f} |
-| write ZSTD Parquet (write_partition, book + features) | {many['write_s']:.2f} | {many['rows'] / many['write_s'] / 1e6:.2f} M | {cpu_s['write']:.2f} |
-| **end to end** | **{total:.2f}** | **{many['rows'] / total / 1e6:.2f} M** | {cpu_s['read'] + cpu_s['compute'] + cpu_s['write']:.2f} |
-| yardstick: compute, Polars expressions | {many['polars_compute_s']:.2f} | {many['rows'] / many['polars_compute_s'] / 1e6:.2f} M | {cpu_s['polars_compute']:.2f} |
-| yardstick: write, Polars | {many['polars_write_s']:.2f} | {many['rows'] / many['polars_write_s'] / 1e6:.2f} M | {cpu_s['polars_write']:.2f} |
+Compute alone, all rows in one query on Arrow tables in memory: DuckDB SQL of sql/features/
+{many['compute_s']:.2f} s wall, {cpu_s['compute']:.2f} CPU s; the Polars yardstick {many['polars_compute_s']:.2f} s wall,
+{cpu_s['polars_compute']:.2f} CPU s: **{cpu_s['compute'] / cpu_s['polars_compute']:.2f}x Polars by CPU** (target <= 4x),
+{many['compute_s'] / many['polars_compute_s']:.2f}x by wall. Cross-checks: the partitions written hour by hour
+equal this one pass (`Table.equals`); DuckDB vs Polars {many['agree']}.
 
-DuckDB compute / Polars compute = **{many['compute_s'] / many['polars_compute_s']:.2f}x** wall,
-**{cpu_s['compute'] / cpu_s['polars_compute']:.2f}x** CPU (target <= 4x); end to end
-{many['rows'] / total / 1e6:.2f} M rows/s wall (target >= 2.5 M rows/s).
-Cross-check: DuckDB vs Polars results, {many['agree']}.
-
-The stage as it runs: {hours['hours']} consecutive hours ({hours['rows']:,} grid rows) through
-compute_features_hour, one after the other: {hours['seconds']:.2f} s wall, {hours['cpu_s']:.2f} CPU s =
-**{hours['rows'] / hours['seconds'] / 1e6:.2f} M rows/s** (read {hours['read']:.2f} s, compute {hours['compute']:.2f} s,
-write {hours['write']:.2f} s of wall; the book columns are encoded while the features are computed).
+The hourly job: {hs['hours']} consecutive hours ({hs['rows']:,} rows), one `compute_features_hour` after
+the other: {hs['hourly_s']:.2f} s wall, {cpu_s['hourly']:.2f} CPU s = **{hs['rows'] / hs['hourly_s'] / 1e6:.2f} M rows/s**
+(read {hs['hourly']['read']:.2f} s, compute {hs['hourly']['compute']:.2f} s, write {hs['hourly']['write']:.2f} s);
+the same hours in one `compute_features_hours` call: {hs['spans_s']:.2f} s wall, {cpu_s['spans']:.2f} CPU s =
+**{hs['rows'] / hs['spans_s'] / 1e6:.2f} M rows/s**.
 
 One symbol-hour ({hour['rows']:,} grid rows) through compute_features_hour: {hour['seconds']:.3f} s
 (read {hour['read_s']:.3f}, compute {hour['compute_s']:.3f}, write {hour['write_s']:.3f}) =
@@ -349,7 +358,7 @@ Size on the real futures recording (8 minutes): features {size['features_bytes']
 raw files {size['raw_bytes']:,} bytes: features = {size['features_bytes'] / size['raw_bytes']:.0%} of raw.
 Writing those {size['real_rows']:,} real rows (book + features columns, ZSTD) again, CPU ms per write
 (best of 20): with dictionary encoding {size['real_dict_ms']:.1f} ms ({size['real_dict_bytes']:,} bytes),
-without (what write_partition does) {size['real_plain_ms']:.1f} ms ({size['real_plain_bytes']:,} bytes).
+without {size['real_plain_ms']:.1f} ms ({size['real_plain_bytes']:,} bytes).
 """
     print(section)
     if os.environ.get("MIDAS_BENCH_NO_RESULTS") != "1":
