@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,7 @@ from midas.features.compute import (FEATURE_COLUMNS, META_BOOK_SOURCES, META_INT
                                     thread_connection, unregister)
 from midas.features.reading import (TRADE_SCHEMA, book_level_columns, read_book_rows,
                                     read_partition, read_trades)
+from midas.features.splice import SpliceUnsupported, write_spliced_partition
 from midas.features.writing import write_partition
 from midas.layout import (check_symbol, check_venue, format_hour, hour_of_us, hours_between,
                           parse_hour, partition_file)
@@ -77,6 +79,8 @@ class HourInput:
     book_path: Path
     out_path: Path
     rows: int
+    book_stat: os.stat_result        # taken before anything of the book partition was read
+    row_groups: list[int]            # the book partition's row group sizes
 
 
 def _hour_input(settings: Settings, data_dir: Path, venue: str, symbol: str,
@@ -86,6 +90,7 @@ def _hour_input(settings: Settings, data_dir: Path, venue: str, symbol: str,
         raise DataError(f"no clean/book partition for {venue} {symbol} hour {format_hour(hour)} "
                         f"({book_path}): run the book rebuild for this hour first")
     try:
+        book_stat = book_path.stat()
         meta = pq.read_metadata(book_path)
     except (OSError, pa.ArrowException) as e:
         raise DataError(f"{book_path}: cannot read this Parquet partition ({e})") from None
@@ -94,7 +99,8 @@ def _hour_input(settings: Settings, data_dir: Path, venue: str, symbol: str,
     return HourInput(hour=hour, params=FeatureParams.from_settings(settings, venue, hour),
                      book_path=book_path,
                      out_path=partition_file(data_dir, "features", venue, symbol, hour),
-                     rows=meta.num_rows)
+                     rows=meta.num_rows, book_stat=book_stat,
+                     row_groups=[meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
 
 
 def _spans(inputs: list[HourInput]) -> list[list[HourInput]]:
@@ -254,25 +260,56 @@ def _compute_span(con: duckdb.DuckDBPyConnection, settings: Settings, data_dir: 
     return writes, units
 
 
-def write_features_partition(book_path: Path, features: pa.Table, out_path: Path,
-                             metadata: dict[bytes, bytes], row_group_size: int) -> int:
+def _changed(item: HourInput) -> bool:
+    try:
+        now = item.book_path.stat()
+    except FileNotFoundError:
+        return True
+    then = item.book_stat
+    return (now.st_ino, now.st_size, now.st_mtime_ns) != (then.st_ino, then.st_size, then.st_mtime_ns)
+
+
+def _row_groups_as_configured(sizes: list[int], row_group_size: int) -> bool:
+    """True when `sizes` are the row groups PARQUET_ROW_GROUP_SIZE gives (all full but the last)."""
+    return all(n == row_group_size for n in sizes[:-1]) and (not sizes or 0 < sizes[-1] <= row_group_size)
+
+
+def write_features_partition(item: HourInput, features: pa.Table, metadata: dict[bytes, bytes],
+                             row_group_size: int) -> int:
     """The hour's partition: the book partition's columns, then `features` (its rows, in order).
-    Returns the bytes written."""
-    book = read_partition(book_path)
-    if book.num_rows != features.num_rows:
-        raise DataError(f"{book_path}: {book.num_rows} book rows but {features.num_rows} feature "
-                        "rows (the partition changed while its features were computed?)")
+    The book columns' bytes are copied from the book partition (midas.features.splice) when its
+    row groups are PARQUET_ROW_GROUP_SIZE ones and it holds nothing the copy cannot carry; else
+    the whole table is encoded again. Returns the bytes written.
+
+    Raises DataError when the book partition changed after the features were computed from it."""
+    if _changed(item):
+        raise DataError(f"{item.book_path}: the clean/book partition changed while its features "
+                        "were computed (a rebuild of the hour running at the same time?): run "
+                        "the features of this hour again")
+    if _row_groups_as_configured(item.row_groups, row_group_size):
+        try:
+            return write_spliced_partition(item.book_path, features, item.out_path, metadata,
+                                           book_stat=item.book_stat)
+        except SpliceUnsupported as e:
+            if _changed(item):
+                raise DataError(f"{item.book_path}: the clean/book partition changed while its "
+                                "features were computed: run the features of this hour again") from None
+            log_kv(logger, "book columns encoded again", file=item.book_path, reason=str(e))
+    book = read_partition(item.book_path)
+    if _changed(item) or book.num_rows != features.num_rows:
+        raise DataError(f"{item.book_path}: the clean/book partition changed while its features "
+                        f"were computed ({book.num_rows} book rows, {features.num_rows} feature "
+                        "rows): run the features of this hour again")
     table = book
     for name in features.column_names:
         table = table.append_column(name, features.column(name))
-    return write_partition(table, out_path, row_group_size, metadata)
+    return write_partition(table, item.out_path, row_group_size, metadata)
 
 
 def _write_hour(settings: Settings, venue: str, symbol: str, item: HourInput, features: pa.Table,
                 metadata: dict[bytes, bytes], times: _SpanTimes, carry_source: str) -> FeaturesResult:
     started = time.perf_counter()
-    write_features_partition(item.book_path, features, item.out_path, metadata,
-                             settings.parquet_row_group_size)
+    write_features_partition(item, features, metadata, settings.parquet_row_group_size)
     write_s = time.perf_counter() - started
     share = features.num_rows / times.rows
     read_s = (times.read_done - times.started) * share

@@ -130,3 +130,46 @@ def test_missing_book_partition_fails_before_writing(tmp_path, day):
     with pytest.raises(DataError, match=r"no clean/book partition .* hour 2024-07-18T23"):
         compute_features_hours(_settings(data_dir), FUT, SYM, HOURS)
     assert _partitions(data_dir) == {}
+
+
+def test_book_columns_copied_or_encoded_again_give_the_same_partition(tmp_path, day):
+    """The book columns are copied from the book partition when its row groups are the configured
+    ones; with another PARQUET_ROW_GROUP_SIZE the whole partition is encoded again in groups of
+    that size. Both read back as the same table."""
+    data_dir, oracle = day
+    copied = compute_features_hours(_settings(data_dir), FUT, SYM, HOURS)
+    copied_tables = _partitions(data_dir)
+    assert [pq.ParquetFile(r.path).metadata.num_row_groups for r in copied] == [1, 1, 1]
+    # dictionary pages only where copied: the book rebuild's (here pyarrow's default) encoding
+    first = pq.ParquetFile(copied[0].path).metadata.row_group(0)
+    assert first.column(1).dictionary_page_offset is not None           # a book column, copied
+    assert first.column(first.num_columns - 1).dictionary_page_offset is None   # liquidity_10
+
+    encoded = compute_features_hours(_settings(data_dir, parquet_row_group_size=10), FUT, SYM, HOURS)
+    assert [[pq.ParquetFile(r.path).metadata.row_group(i).num_rows
+             for i in range(pq.ParquetFile(r.path).metadata.num_row_groups)] for r in encoded] == [
+        [10, 10, 10, 5], [10, 10, 10, 9], [10, 10, 10, 5]]
+    assert pq.ParquetFile(encoded[0].path).metadata.row_group(0).column(1).dictionary_page_offset is None
+    _same_partitions(_partitions(data_dir), copied_tables)
+    assert_matches_oracle(encoded, oracle)
+
+
+def test_book_rebuilt_while_its_features_are_computed(tmp_path, day, monkeypatch):
+    """A book partition replaced between the feature query and the write is refused, not paired
+    with features computed from the rows it had before; the old features partition stays."""
+    data_dir, _ = day
+    compute_features_hours(_settings(data_dir), FUT, SYM, [HOURS[2]])
+    before = _partitions(data_dir)
+    book = partition_file(data_dir, "book", FUT, SYM, HOURS[2])
+    real_sql = hours_module.run_feature_sql
+
+    def sql_then_rebuild(*args, **kw):
+        out = real_sql(*args, **kw)
+        table = pq.read_table(book)
+        pq.write_table(table.slice(0, table.num_rows - 1), book)     # the rebuild lands meanwhile
+        return out
+
+    monkeypatch.setattr(hours_module, "run_feature_sql", sql_then_rebuild)
+    with pytest.raises(DataError, match="changed while its features were computed"):
+        compute_features_hours(_settings(data_dir), FUT, SYM, [HOURS[2]])
+    _same_partitions(_partitions(data_dir), before)
