@@ -24,6 +24,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import duckdb
 import numpy as np
 import polars as pl
 import pyarrow as pa
@@ -31,9 +32,9 @@ import pyarrow.parquet as pq
 
 from midas.book.partitions import TRADES_SCHEMA, book_schema
 from midas.config import load_settings
-from midas.features import (FEATURE_COLUMNS, FeatureParams, book_input_table,
-                            compute_feature_columns, compute_features_hour, compute_features_hours,
-                            feature_connection)
+from midas.features import (FEATURE_COLUMNS, WRITE_OPTIONS, FeatureParams, book_input_table,
+                            book_level_columns, compute_feature_columns, compute_features_hour,
+                            compute_features_hours, feature_connection)
 from midas.layout import partition_file
 
 REPO = Path(__file__).resolve().parent.parent
@@ -238,10 +239,32 @@ def bench_many_rows(n: int, work: Path) -> dict:
     polars_out, polars_s = _timed(lambda: polars_features(pl_book, pl_trades), "polars_compute")
     assert polars_out.height == features.num_rows
     agree = _agreement(pl.from_arrow(features), polars_out)
-    return {"rows": split["rows"], "hours": len(hours), "trades": trades.num_rows, "agree": agree,
+    floors = bench_floors(s.data_dir, hours, features, work)
+    return {"floors": floors, "rows": split["rows"], "hours": len(hours), "trades": trades.num_rows, "agree": agree,
             "e2e_s": e2e_s, "split": split, "compute_s": compute_s, "polars_compute_s": polars_s,
             "book_bytes": sum(partition_file(s.data_dir, "book", FUT, SYM, h).stat().st_size for h in hours),
             "features_bytes": sum(r.path.stat().st_size for r in results)}
+
+
+def bench_floors(data_dir: Path, hours: list[datetime], features: pa.Table, work: Path) -> dict:
+    """CPU seconds of three parts no implementation of the stage can skip, each alone: DuckDB
+    reading the book columns the features need from the partitions (summed, nothing kept),
+    DuckDB bucketing the trades per grid time (the trade features' one aggregate), and pyarrow
+    writing the 20 feature columns as ZSTD Parquet (WRITE_OPTIONS, 50,000-row groups)."""
+    con = duckdb.connect()
+    books = [str(partition_file(data_dir, "book", FUT, SYM, h)) for h in hours]
+    trades = [str(partition_file(data_dir, "trades", FUT, SYM, h)) for h in hours]
+    sums = [duckdb.FunctionExpression("sum", duckdb.ColumnExpression(c)) for c in book_level_columns()]
+    _timed(lambda: con.read_parquet(books, hive_partitioning=False).aggregate(sums).fetchall(), "floor_read")
+    grid = duckdb.SQLExpression(f"(ts + {INTERVAL_US - 1}) // {INTERVAL_US}").alias("grid_ts")
+    _timed(lambda: con.read_parquet(trades, hive_partitioning=False).select(
+        grid, "qty", "is_buyer_maker", "price").aggregate(
+        "grid_ts, sum(qty) FILTER (WHERE is_buyer_maker), sum(qty) FILTER (WHERE NOT is_buyer_maker), "
+        "count(*), max(price)").aggregate("count(*)").fetchall(), "floor_trades")
+    con.close()
+    _timed(lambda: pq.write_table(features.select(list(FEATURE_COLUMNS)), work / "floor_write.parquet",
+                                  row_group_size=50_000, **WRITE_OPTIONS), "floor_write")
+    return {k: CPU_SECONDS[k] for k in ("floor_read", "floor_trades", "floor_write")}
 
 
 def bench_hours(hours: int, work: Path) -> dict:
@@ -321,6 +344,8 @@ def main() -> str:
     cpu_s = CPU_SECONDS
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
     sp, hs = many["split"], hours
+    fl = many["floors"]
+    fl_sum = sum(fl.values())
     section = f"""
 ## Features (bench/bench_features.py), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC
 
@@ -343,6 +368,14 @@ Compute alone, all rows in one query on Arrow tables in memory: DuckDB SQL of sq
 {cpu_s['polars_compute']:.2f} CPU s: **{cpu_s['compute'] / cpu_s['polars_compute']:.2f}x Polars by CPU** (target <= 4x),
 {many['compute_s'] / many['polars_compute_s']:.2f}x by wall. Cross-checks: the partitions written hour by hour
 equal this one pass (`Table.equals`); DuckDB vs Polars {many['agree']}.
+
+The budget: {many['rows']:,} rows at 2.5 M rows/s is {many['rows'] / 2.5e6:.1f} s of wall, at most
+{many['rows'] / 2.5e6 * os.cpu_count():.1f} CPU s on {os.cpu_count()} cores. Three parts no implementation can skip, each
+measured alone (`bench_floors`): DuckDB reading the {len(book_level_columns())} book columns the features need
+{fl['floor_read']:.2f} CPU s, bucketing the trades per grid time {fl['floor_trades']:.2f} CPU s, pyarrow writing
+the 20 feature columns as ZSTD Parquet {fl['floor_write']:.2f} CPU s: **{fl_sum:.2f} CPU s**, i.e. at most
+{many['rows'] / fl_sum * os.cpu_count() / 1e6:.2f} M rows/s on {os.cpu_count()} cores with nothing else computed and both
+cores busy all the time; the stage as a whole used {cpu_s['end_to_end']:.2f} CPU s.
 
 The hourly job: {hs['hours']} consecutive hours ({hs['rows']:,} rows), one `compute_features_hour` after
 the other: {hs['hourly_s']:.2f} s wall, {cpu_s['hourly']:.2f} CPU s = **{hs['rows'] / hs['hourly_s'] / 1e6:.2f} M rows/s**

@@ -240,6 +240,8 @@ def _compute_span(con: duckdb.DuckDBPyConnection, settings: Settings, data_dir: 
     writes = []
     units = carry_units
     offset = 0
+    # the book partitions each hour's ofi sum depends on (its day's up to it): stat them once
+    day_sources = book_sources(data_dir, venue, symbol, last.hour)
     for n, item in enumerate(span):
         rows = len(ts_parts[n])
         part = computed.slice(offset, rows).select(list(FEATURE_COLUMNS))
@@ -248,8 +250,8 @@ def _compute_span(con: duckdb.DuckDBPyConnection, settings: Settings, data_dir: 
         units = None if units is None and hour_units is None else (units or 0) + (hour_units or 0)
         metadata = {
             META_OFI_END: b"null" if units is None else str(units).encode(),
-            META_BOOK_SOURCES: json.dumps(book_sources(data_dir, venue, symbol, item.hour),
-                                          sort_keys=True).encode(),
+            META_BOOK_SOURCES: json.dumps({h: v for h, v in day_sources.items()
+                                           if h <= format_hour(item.hour)}, sort_keys=True).encode(),
             META_INTERVAL: str(item.params.interval_us).encode(),
             META_OFI_WINDOW: str(item.params.ofi_window).encode(),
             META_TIME_BUCKET_US: str(item.params.bucket_us).encode(),

@@ -25,6 +25,8 @@ the caller then writes the partition the ordinary way (midas.features.writing.wr
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import struct
 import threading
@@ -34,7 +36,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from midas.features.parquet_parallel import (_STRUCT, MAGIC, ParquetJoinError, _encode_piece,
+from midas.features.parquet_parallel import (_BINARY, _STRUCT, MAGIC, ParquetJoinError, _encode_piece,
                                              _field, _read_struct, _split_piece, encode_footer)
 from midas.features.writing import WRITE_OPTIONS, _write_pool
 
@@ -44,6 +46,8 @@ __all__ = ["SpliceUnsupported", "write_spliced_partition"]
 _FMD_VERSION, _FMD_SCHEMA, _FMD_NUM_ROWS, _FMD_ROW_GROUPS, _FMD_KV, _FMD_CREATED_BY, \
     _FMD_COLUMN_ORDERS = range(1, 8)
 # (8 encryption_algorithm and 9 footer_signing_key_metadata: encrypted columns, refused)
+# KeyValue:
+_KV_KEY, _KV_VALUE = 1, 2
 # SchemaElement:
 _SE_REPETITION, _SE_NAME, _SE_NUM_CHILDREN = 3, 4, 5
 _REPEATED = 2
@@ -253,11 +257,29 @@ def _write_all(fd: int, data) -> None:
         view = view[os.write(fd, view):]
 
 
+@functools.lru_cache(maxsize=8)
+def _columns_template(schema_ipc: bytes) -> tuple:
+    """The footer pyarrow writes for an empty table of the schema (given without metadata, as its
+    IPC bytes) with WRITE_OPTIONS, as a tuple of fields. Every hour of a symbol has the same
+    columns and only other metadata: encoding and parsing an empty file costs ~10 ms, once."""
+    schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
+    _body, footer = _split_piece(_encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
+    return tuple(footer)
+
+
 def _template_footer(schema: pa.Schema) -> list:
     """The footer pyarrow writes for an empty table of `schema` with WRITE_OPTIONS: its
-    ARROW:schema and key-value metadata, and the Parquet schema and column orders of its columns."""
-    _body, footer = _split_piece(_encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
-    return footer
+    ARROW:schema and key-value metadata, and the Parquet schema and column orders of its columns.
+
+    The columns' part is cached (_columns_template); the key-value metadata is built here as
+    pyarrow builds it: the schema's metadata in order, then ARROW:schema, the base64 of the
+    schema's IPC serialization (tests/features/test_features_splice.py compares the footers)."""
+    template = list(_columns_template(schema.remove_metadata().serialize().to_pybytes()))
+    pairs = [*(schema.metadata or {}).items(), (b"ARROW:schema", base64.b64encode(
+        schema.serialize().to_pybytes()))]
+    entries = [[[_KV_KEY, _BINARY, key], [_KV_VALUE, _BINARY, value]] for key, value in pairs]
+    return [[fid, ttype, (_STRUCT, entries)] if fid == _FMD_KV else [fid, ttype, value]
+            for fid, ttype, value in template]
 
 
 def write_spliced_partition(book_path: Path, features: pa.Table, out_path: Path,

@@ -490,3 +490,23 @@ def test_book_changed_since_read_is_refused(tmp_path):
         write_spliced_partition(book_path, features(1_500), tmp_path / "out.parquet", book_stat=before)
     assert str(caught.value) == (f"{book_path}: cannot splice its column chunks: the file changed "
                                  "since the book rows were read")
+
+
+@pytest.mark.parametrize("metadata", [None, {b"midas.book_sources": b'{"2024-07-18T00": [1, 2]}',
+                                             b"midas.ofi_day_end_units": b"-12"}])
+def test_footer_template_is_the_one_pyarrow_writes(metadata):
+    """The columns' part of the footer is cached per column set; the key-value metadata (with
+    ARROW:schema) is built per call: byte for byte the footer of pyarrow's own empty file."""
+    from midas.features import splice
+    from midas.features.parquet_parallel import _encode_piece, _split_piece, encode_footer
+    from midas.features.writing import WRITE_OPTIONS
+
+    schema = pa.schema([pa.field("ts", pa.int64(), nullable=False), ("bid_px_01", pa.float64()),
+                        ("trade_count", pa.int64())], metadata=metadata)
+    _body, expected = _split_piece(_encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
+    assert encode_footer(splice._template_footer(schema)) == encode_footer(expected)
+    hits = splice._columns_template.cache_info().hits
+    other = schema.with_metadata({b"midas.ofi_day_end_units": b"7"})
+    _body, expected = _split_piece(_encode_piece(other.empty_table(), 1, WRITE_OPTIONS))
+    assert encode_footer(splice._template_footer(other)) == encode_footer(expected)
+    assert splice._columns_template.cache_info().hits == hits + 1
