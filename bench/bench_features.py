@@ -260,7 +260,7 @@ def bench_floors(data_dir: Path, hours: list[datetime], features: pa.Table, work
     _timed(lambda: con.read_parquet(trades, hive_partitioning=False).select(
         grid, "qty", "is_buyer_maker", "price").aggregate(
         "grid_ts, sum(qty) FILTER (WHERE is_buyer_maker), sum(qty) FILTER (WHERE NOT is_buyer_maker), "
-        "count(*), max(price)").aggregate("count(*)").fetchall(), "floor_trades")
+        "count(*), max(price)").to_arrow_table(122_880), "floor_trades")
     con.close()
     _timed(lambda: pq.write_table(features.select(list(FEATURE_COLUMNS)), work / "floor_write.parquet",
                                   row_group_size=50_000, **WRITE_OPTIONS), "floor_write")
