@@ -13,7 +13,7 @@ import midas.features.hours as hours_module
 from midas.config import load_settings
 from midas.errors import DataError
 from midas.features import compute_features_hour, compute_features_hours
-from midas.layout import partition_file
+from midas.layout import hour_start_us, parse_hour, partition_file
 from tests.features.test_features_hour_boundaries import (FUT, HOURS, SYM, assert_matches_oracle,
                                                           make_day, write_day)
 
@@ -173,3 +173,26 @@ def test_book_rebuilt_while_its_features_are_computed(tmp_path, day, monkeypatch
     with pytest.raises(DataError, match="changed while its features were computed"):
         compute_features_hours(_settings(data_dir), FUT, SYM, [HOURS[2]])
     _same_partitions(_partitions(data_dir), before)
+
+
+def test_partitions_of_other_depths_and_an_empty_hour_in_one_pass(tmp_path, clean):
+    """DuckDB reads the book partitions by column name: a shallower partition (ORDER_BOOK_DEPTH 3)
+    after a deeper one gives NULL levels (counted as 0), and an hour without rows (all in a gap)
+    gets an empty partition, in the same pass as its neighbours."""
+    rows, trades = make_day(clean, seed=5)
+    thin = [dict(r, bids=r["bids"][:3], asks=r["asks"][:3]) for r in rows]
+    data_dir = tmp_path / "data"
+    trades = write_day(data_dir, clean, thin, trades)
+    start = hour_start_us(parse_hour(HOURS[1]))
+    in_second = [r for r in thin if start <= r["ts"] < start + 3_600_000_000]
+    clean.write(data_dir, "book", FUT, SYM, HOURS[1], clean.book_table(in_second, depth=3))
+    assert len(pq.read_schema(partition_file(data_dir, "book", FUT, SYM, HOURS[1])).names) == 3 + 4 * 3
+    empty = "2024-07-19T01"
+    clean.write(data_dir, "book", FUT, SYM, empty, clean.book_table([]))
+    results = compute_features_hours(_settings(data_dir), FUT, SYM, [*HOURS, empty])
+    assert [r.rows for r in results] == [35, 39, 35, 0]
+    assert [r.ofi_carry_source for r in results] == ["book", "span", "none", "span"]
+    assert pq.read_table(results[3].path).num_rows == 0
+    oracle = clean.oracle(thin, trades, interval_us=100_000, ofi_window=10, bucket_us=100_000,
+                          market_only=True)
+    assert_matches_oracle(results[:3], oracle)
