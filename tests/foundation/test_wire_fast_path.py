@@ -8,12 +8,70 @@ compared here on random inputs.
 from __future__ import annotations
 
 import gzip
+import random
+import re
+import threading
+import warnings
 
 import orjson
+import pytest
 from hypothesis import given, settings, strategies as st
+from hypothesis.errors import HypothesisDeprecationWarning
 
 from midas import wire
 from midas.errors import WireError
+
+# The module-level functions of `random` that advance the global generator.
+_GLOBAL_RANDOM_DRAWS = ("random", "uniform", "triangular", "randint", "choice", "randrange", "sample",
+                        "shuffle", "choices", "normalvariate", "lognormvariate", "expovariate",
+                        "vonmisesvariate", "gammavariate", "gauss", "betavariate", "binomialvariate",
+                        "paretovariate", "weibullvariate", "getrandbits", "randbytes")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _other_threads_draw_from_their_own_random():
+    """Hypothesis warns ("Do not use the `random` module inside strategies") when the global
+    `random` state changes while a strategy draws. These strategies never use it, but other threads
+    of the test process do: in the full suite, Prefect's event-loop thread (left by the flow tests'
+    session server) keeps pinging the events WebSocket, and each websockets ping takes
+    `random.getrandbits(32)`; one that lands inside a draw gave the warning, at random. While this
+    module runs, calls from threads other than the main one draw from a private generator; the
+    main thread (the tests and Hypothesis) keeps the global one."""
+    own = random.Random()
+    main = threading.main_thread()
+
+    def route(shared, private):
+        def call(*args, **kwargs):
+            return (shared if threading.current_thread() is main else private)(*args, **kwargs)
+        return call
+
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _GLOBAL_RANDOM_DRAWS:
+            if hasattr(random, name):
+                patch.setattr(random, name, route(getattr(random, name), getattr(own, name)))
+        yield
+
+
+def test_a_thread_using_the_global_random_during_a_draw_does_not_disturb_generation():
+    """The full suite's warning made certain: during each draw another thread takes
+    `random.getrandbits(32)`, as a websockets keepalive ping in Prefect's event-loop thread does."""
+    def while_another_thread_pings(x):
+        ping = threading.Thread(target=lambda: random.getrandbits(32))
+        ping.start()
+        ping.join()
+        return x
+
+    drawn = []
+
+    @settings(max_examples=5, database=None)
+    @given(st.integers().map(while_another_thread_pings))
+    def draws(x):
+        drawn.append(x)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", HypothesisDeprecationWarning)
+        draws()
+    assert len(drawn) == 5
 
 _text = (st.text(alphabet="0123456789. ,a-\n\t", max_size=6)
          | st.sampled_from(["1", "1.", "0.5", "", ".5", "1 2", "12.30", "٣", "1\n"]))
@@ -134,9 +192,13 @@ def test_the_fast_path_writes_exactly_the_serialized_record_or_leaves_the_messag
     payload = data.draw(_layouts(venue, good, ordered))
     stream = data.draw(_good_names if good else _names)
     message = orjson.dumps({"stream": stream, "data": payload})
-    if data.draw(st.integers(0, 2)) == 0:       # damaged: a byte inserted somewhere
+    damage = data.draw(st.integers(0, 5))
+    if damage <= 1:                             # damaged: a byte inserted somewhere
         cut = min(cut, len(message))
         message = message[:cut] + junk + message[cut:]
+    elif damage == 2 and (numbers := [m.start() for m in re.finditer(rb'(?<=":)[0-9]', message)]):
+        at = data.draw(st.sampled_from(numbers))  # a leading zero: no longer JSON
+        message = message[:at] + b"0" + message[at:]
     fast = wire.FastPath(venue).parse(bytearray(message), 1723161253937085)
     rec, expected_line = _expected(message, venue)
     if fast is None:
@@ -150,6 +212,48 @@ def test_the_fast_path_writes_exactly_the_serialized_record_or_leaves_the_messag
                                                 rec["prev_update_id"])
     else:
         assert (first_id, last_id, prev_id) == (None, rec["trade_id" if kind == "trade" else "update_id"], None)
+
+
+_E, _T = 1723161253937, 1723161253935
+_BINANCE_LAYOUTS = {
+    "binance": [
+        {"e": "depthUpdate", "E": _E, "s": "BTCUSDT", "U": 100, "u": 105, "b": [["60000.10", "0.5"]],
+         "a": [["60000.20", "1.25"], ["60001.00", "0"]]},
+        {"e": "trade", "E": _E, "s": "BTCUSDT", "t": 12345, "p": "60000.10", "q": "0.001", "T": _T,
+         "m": True, "M": True},
+        {"u": 400, "s": "BTCUSDT", "b": "60000.10", "B": "1.5", "a": "60000.20", "A": "2.0"},
+    ],
+    "binance-futures": [
+        {"e": "depthUpdate", "E": _E, "T": _T, "s": "BTCUSDT", "U": 100, "u": 105, "pu": 99,
+         "b": [["60000.10", "0.5"]], "a": [["60000.20", "1.25"]]},
+        {"e": "trade", "E": _E, "T": _T, "s": "BTCUSDT", "t": 12345, "p": "60000.10", "q": "0.001",
+         "X": "MARKET", "m": False},
+        {"e": "bookTicker", "u": 400, "s": "BTCUSDT", "b": "60000.10", "B": "1.5", "a": "60000.20",
+         "A": "2.0", "T": _T, "E": _E},
+    ],
+}
+
+
+def test_numbers_with_a_leading_zero_and_empty_decimals_are_left_to_the_checked_path():
+    """Every number and decimal string of every layout, one at a time: a leading zero (not JSON)
+    or a decimal without digits before the point ("", ".5") makes the fast path leave the message
+    alone, as the checked path rejects it."""
+    cases = 0
+    for venue, payloads in _BINANCE_LAYOUTS.items():
+        fast = wire.FastPath(venue)
+        for payload in payloads:
+            message = orjson.dumps({"stream": "btcusdt@x", "data": payload})
+            assert fast.parse(bytearray(message), 1) is not None, message     # the layout is taken
+            damaged = [message[:m.start()] + b"0" + message[m.start():]
+                       for m in re.finditer(rb'(?<=":)[0-9]', message)]
+            for m in re.finditer(rb'"([0-9]+)(\.[0-9]*)?"', message):
+                damaged += [message[:m.start(1)] + message[m.end(1):],       # "60000.10" -> ".10", "0" -> ""
+                            message[:m.start(1)] + message[m.end() - 1:]]     # -> ""
+            for bad in damaged:
+                assert fast.parse(bytearray(bad), 1) is None, bad
+                assert _expected(bad, venue) == (None, None), bad
+                cases += 1
+    assert cases == 62      # 18 numbers and 22 decimals (twice) in the 6 layouts
 
 
 def test_the_fast_path_takes_every_message_of_both_recordings(recordings):
