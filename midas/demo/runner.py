@@ -199,6 +199,7 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
     hour, rebuild the catalog, draw the charts and return the report (also published to Prefect)."""
     from midas.catalog import rebuild_catalog
     from midas.inspection import take_inventory
+    from midas.scheduling import processed_hours
 
     console.rule(f"[bold]{plan.label}")
     if plan.recording is not None:
@@ -219,7 +220,7 @@ def run_plan(plan: DemoPlan, data_dir: Path, console: Console, charts: bool = Tr
     inv = take_inventory(data_dir)
     report = build_report(inv, venue=plan.venue, symbols=plan.symbols, collect_seconds=collect_seconds,
                           hours=[(s.symbol, s.hour, dict(s.rows).get("features", 0)) for s in summaries],
-                          stages=[])
+                          stages=[], ledger=processed_hours(settings))
     # the collection counts this run's records (with --continue the directory also holds earlier runs')
     report.stages = first_stages + _batch_stage_timings(summaries, catalog_seconds, catalog.partitions)
     if charts:

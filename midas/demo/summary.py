@@ -1,7 +1,8 @@
 """The demo's closing summary: what was collected, what it became, how fast each stage ran.
 
 `DemoReport` is plain data, filled from the inventory of DATA_DIR (midas.inspection), a count of
-the raw records by type, and the timings of the stages; `render_report` prints it as rich tables
+the raw records by type, the trades the rebuild found missing (from the ledger of processed hours,
+midas.scheduling), and the timings of the stages; `render_report` prints it as rich tables
 and `report_markdown` as Markdown (the same figures, e.g. for a Prefect artifact).
 """
 
@@ -59,6 +60,9 @@ class DemoReport:
     gaps: list[GapInfo]
     hours: list[tuple[str, datetime, int]]       # (symbol, hour, features rows) processed
     stages: list[StageTiming]
+    # trade ids missing per symbol (holes in Binance's gapless numbering, summed over the processed
+    # hours as the rebuild counted them); a symbol without a processed hour is absent
+    trades_missing: dict[str, int] = field(default_factory=dict)
     queries: list[QueryResult] = field(default_factory=list)
     charts: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
@@ -72,8 +76,32 @@ class DemoReport:
         """Features bytes as a fraction of raw bytes (NaN without raw data)."""
         return self.dataset_bytes.get("features", 0) / self.raw_bytes if self.raw_bytes else float("nan")
 
-    def gap_reasons(self) -> dict[str, int]:
-        return dict(sorted(Counter(g.reason for g in self.gaps).items()))
+    def gap_reasons(self, symbol: str | None = None) -> dict[str, int]:
+        """Gap intervals per reason, of one symbol or of all."""
+        return dict(sorted(Counter(g.reason for g in self.gaps if symbol in (None, g.symbol)).items()))
+
+    def symbol_rows(self) -> list[tuple[str, str, str]]:
+        """Per symbol: (symbol, gaps with their reasons, trades missing or "-" when not counted)."""
+        out = []
+        for symbol in self.symbols:
+            reasons = self.gap_reasons(symbol)
+            gaps = f"{sum(reasons.values())}" + (
+                f" ({', '.join(f'{n} {r}' for r, n in reasons.items())})" if reasons else "")
+            missing = self.trades_missing.get(symbol)
+            out.append((symbol, gaps, "-" if missing is None else f"{missing:,}"))
+        return out
+
+
+def trades_missing_by_symbol(ledger: dict[str, dict], venue: str, symbols: list[str]) -> dict[str, int]:
+    """Trade ids missing per symbol, summed over the hours of the ledger of processed hours
+    (`venue/SYMBOL/YYYY-MM-DDTHH` -> {..., "trades_missing": N}); symbols without a processed hour
+    that has the count are left out."""
+    out: dict[str, int] = {}
+    for key, entry in ledger.items():
+        key_venue, symbol, _ = key.split("/", 2)
+        if key_venue == venue and symbol in symbols and "trades_missing" in entry:
+            out[symbol] = out.get(symbol, 0) + int(entry["trades_missing"])
+    return out
 
 
 def raw_file_counts(path: Path) -> dict[str, int]:
@@ -101,8 +129,10 @@ def raw_message_counts(data_dir: Path, venue: str, symbols: list[str]) -> tuple[
 
 
 def build_report(inv: Inventory, *, venue: str, symbols: list[str], collect_seconds: float,
-                 hours: list[tuple[str, datetime, int]], stages: list[StageTiming]) -> DemoReport:
-    """The report of one venue's demo run, from the inventory of its data directory."""
+                 hours: list[tuple[str, datetime, int]], stages: list[StageTiming],
+                 ledger: dict[str, dict] | None = None) -> DemoReport:
+    """The report of one venue's demo run, from the inventory of its data directory and the
+    ledger of processed hours (`midas.scheduling.processed_hours`: the trades missing)."""
     messages, files, size = raw_message_counts(inv.data_dir, venue, symbols)
     mine = [p for p in inv.partitions if p.venue == venue and p.symbol in symbols]
     rows = {d: sum(p.rows for p in mine if p.dataset == d) for d in DATASETS}
@@ -111,6 +141,7 @@ def build_report(inv: Inventory, *, venue: str, symbols: list[str], collect_seco
     return DemoReport(venue=venue, symbols=list(symbols), data_dir=inv.data_dir,
                       collect_seconds=collect_seconds, messages=messages, raw_files=files, raw_bytes=size,
                       rows=rows, dataset_bytes=sizes, gaps=gaps, hours=list(hours), stages=list(stages),
+                      trades_missing=trades_missing_by_symbol(ledger or {}, venue, list(symbols)),
                       problems=list(inv.problems))
 
 
@@ -133,6 +164,13 @@ def render_report(report: DemoReport, console: Console) -> None:
     reasons = ", ".join(f"{n} {r}" for r, n in report.gap_reasons().items()) or "none"
     head.add_row("gaps", f"{len(report.gaps)} ({reasons})")
     console.print(head)
+
+    per_symbol = Table(title="gaps and trades missing per symbol")
+    for col in ("symbol", "gaps", "trades missing"):
+        per_symbol.add_column(col, justify="right" if col == "trades missing" else "left")
+    for row in report.symbol_rows():
+        per_symbol.add_row(*row)
+    console.print(per_symbol)
 
     if report.gaps:
         gaps = Table(title="gaps (intervals without a valid book)")
@@ -190,6 +228,8 @@ def report_markdown(report: DemoReport) -> str:
     lines.append(f"| features size / raw size | {'-' if frac != frac else f'{frac:.1%}'} |")
     reasons = ", ".join(f"{n} {r}" for r, n in report.gap_reasons().items()) or "none"
     lines.append(f"| gaps | {len(report.gaps)} ({reasons}) |")
+    lines += ["", "| symbol | gaps | trades missing |", "|---|---|---|"]
+    lines += [f"| {symbol} | {gaps} | {missing} |" for symbol, gaps, missing in report.symbol_rows()]
     lines += ["", "| stage | work | seconds | throughput |", "|---|---|---|---|"]
     lines += [f"| {t.stage} | {t.items:,} {t.unit} | {t.seconds:.2f} | {_rate(t)} |" for t in report.stages]
     return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -101,6 +102,13 @@ def test_demo_short_run(tmp_path, repo_root):
         assert len(clean) > 20
         assert [(t["price"], t["qty"], t["is_buyer_maker"], t["ts"]) for t in clean] == \
             [true_trades[t["trade_id"]] for t in clean]
+        # trades lost (the exchange made them, the hour's partition lacks them, between its first and
+        # last trade id) appear in the summary's per-symbol table next to the gaps
+        lost = 0
+        for path in (data_dir / "clean" / "trades" / f"venue={VENUE}" / f"symbol={symbol}").glob("*/*/part-0.parquet"):
+            ids = set(pq.read_table(path, columns=["trade_id"]).column("trade_id").to_pylist())
+            lost += sum(1 for i in range(min(ids), max(ids) + 1) if i in true_trades and i not in ids)
+        assert re.search(rf"│ {symbol} │ [^│\n]+ │ +{lost:,} │", out), (symbol, lost, out[-3000:])
 
     con = duckdb.connect(str(data_dir / "midas.duckdb"), read_only=True)
     try:

@@ -102,3 +102,57 @@ def test_suggested_commands_use_what_the_shell_finds(monkeypatch, repo_root):
     assert midas_command() == f"{bin_dir.parent.name}/{bin_dir.name}/midas"
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")          # activated: plain `midas`
     assert midas_command() == "midas"
+
+
+def _spot_hour(data_dir, symbol, start_ms, trade_ids, first_id=500, diffs=20):
+    """A spot raw file: a snapshot, `diffs` contiguous diffs 100 ms apart, then trades with these ids."""
+    def rec(kind, ms, **fields):
+        return {"type": kind, "venue": "binance", "symbol": symbol, "exchange_ts": ms * 1000,
+                "local_ts": ms * 1000, **fields}
+
+    w = RawFileWriter(raw_file_path(data_dir, "binance", symbol, parse_hour("2024-01-03T05"), 0), fsync=False)
+    w.write(rec("snapshot", start_ms, exchange_ts=None, last_update_id=first_id, bids=[["100.00", "1.0"]],
+                asks=[["101.00", "2.0"]], transaction_ts=None, depth_limit=1000))
+    for k in range(diffs):
+        u = first_id + 1 + k
+        w.write(rec("depth", start_ms + 100 * (k + 1), transaction_ts=None, first_update_id=u, last_update_id=u,
+                    prev_update_id=None, bids=[["100.00", f"{1 + k}.0"]], asks=[["101.00", "2.0"]]))
+    for k, trade_id in enumerate(trade_ids):
+        w.write(rec("trade", start_ms + 500 + k, trade_id=trade_id, price="100.50", qty="0.1",
+                    is_buyer_maker=False, trade_ts=(start_ms + 500 + k) * 1000, trade_type=None))
+    return w.close()
+
+
+def test_the_summary_shows_trades_missing_per_symbol_next_to_its_gaps(tmp_path):
+    """Trade ids skipped inside an hour (trades lost, e.g. while the trade socket was down) are
+    counted by the rebuild, kept in the ledger of processed hours, and shown per symbol."""
+    from midas.config import load_settings
+    from midas.scheduling import process_and_record, processed_hours
+
+    data_dir, hour, start_ms = tmp_path / "data", parse_hour("2024-01-03T05"), 1704258001000
+    _spot_hour(data_dir, "BTCUSDT", start_ms, (70, 71, 74, 75, 79))       # 72, 73, 76, 77, 78 lost
+    _spot_hour(data_dir, "ETHUSDT", start_ms, (10, 11, 12))
+    symbols = ["BTCUSDT", "ETHUSDT", "XRPUSDT"]                            # XRPUSDT: never processed
+    settings = load_settings(env_file=None, data_dir=data_dir, venue="binance", symbols=symbols)
+    for symbol in ("BTCUSDT", "ETHUSDT"):
+        process_and_record(settings, "binance", symbol, hour)
+    report = build_report(take_inventory(data_dir), venue="binance", symbols=symbols, collect_seconds=1.0,
+                          hours=[], stages=[], ledger=processed_hours(settings))
+    assert report.trades_missing == {"BTCUSDT": 5, "ETHUSDT": 0}
+    assert report.symbol_rows() == [("BTCUSDT", "1 (1 no_snapshot)", "5"), ("ETHUSDT", "1 (1 no_snapshot)", "0"),
+                                    ("XRPUSDT", "0", "-")]
+
+    console = Console(width=140, record=True)
+    render_report(report, console)
+    text = console.export_text()
+    assert "gaps and trades missing per symbol" in text
+    assert "│ BTCUSDT │ 1 (1 no_snapshot) │              5 │" in text
+    assert "│ ETHUSDT │ 1 (1 no_snapshot) │              0 │" in text
+    assert "│ XRPUSDT │ 0                 │              - │" in text
+    md = report_markdown(report)
+    assert ("| symbol | gaps | trades missing |\n|---|---|---|\n| BTCUSDT | 1 (1 no_snapshot) | 5 |\n"
+            "| ETHUSDT | 1 (1 no_snapshot) | 0 |\n| XRPUSDT | 0 | - |\n") in md
+    # without the ledger nothing is counted: every symbol shows "-", not 0
+    bare = build_report(take_inventory(data_dir), venue="binance", symbols=symbols, collect_seconds=1.0,
+                        hours=[], stages=[])
+    assert [row[2] for row in bare.symbol_rows()] == ["-", "-", "-"]
