@@ -9,7 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     MIDAS_HOME=/app \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     DO_NOT_TRACK=1 \
-    PREFECT_LOGGING_EXTRA_LOGGERS=midas
+    PREFECT_LOGGING_EXTRA_LOGGERS=midas \
+    NUMBA_CACHE_DIR=/home/midas/.cache/numba
 
 WORKDIR /app
 
@@ -22,9 +23,12 @@ COPY sql ./sql
 COPY prefect.yaml ./
 RUN pip install -e . \
     && useradd --create-home --uid 1000 midas \
-    && mkdir -p /app/data /app/logs \
-    && chown -R midas:midas /app/data /app/logs
+    && mkdir -p /app/data /app/logs "$NUMBA_CACHE_DIR" \
+    && chown -R midas:midas /app/data /app/logs /home/midas/.cache
 
 USER midas
+# Compile the book rebuild's numba code now, into NUMBA_CACHE_DIR (owned by midas, outside the
+# volumes): a new container's first rebuild starts at once instead of compiling for 8-14 s.
+RUN python -m midas.book.warmup
 VOLUME ["/app/data", "/app/logs"]
 CMD ["midas", "--help"]

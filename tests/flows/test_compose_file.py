@@ -5,6 +5,7 @@ and file they refer to exists in the repository, and the commands parse with the
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import shlex
 
@@ -69,6 +70,49 @@ def test_build_context_dockerfile_and_copied_paths_exist(compose, repo_root):
     assert not set(sources) & set(ignored)
     assert {".env", "data", "logs", ".venv"} <= set(ignored)
     assert re.search(r"^FROM python:3\.11", dockerfile, re.M)
+
+
+def _dockerfile_steps(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order: comments dropped, continuation lines joined."""
+    text = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    text = re.sub(r"\\\n", " ", text)
+    return [(m.group(1).upper(), " ".join(m.group(2).split()))
+            for m in re.finditer(r"^\s*([A-Za-z]+)\s+(.*)$", text, re.M)]
+
+
+def test_the_image_compiles_the_rebuilds_numba_code_at_build_time(repo_root):
+    """The image runs as `midas`; numba's cache of the book rebuild is written at build time into
+    NUMBA_CACHE_DIR, a directory of that user outside the volumes, by a module that reaches every
+    numba function of midas (tests/book/test_book_warmup.py runs it, with a cold cache)."""
+    steps = _dockerfile_steps((repo_root / "Dockerfile").read_text())
+    env = {}
+    for instruction, args in steps:
+        if instruction == "ENV":
+            env.update(item.split("=", 1) for item in shlex.split(args))
+    cache = env["NUMBA_CACHE_DIR"]
+    assert cache == "/home/midas/.cache/numba"
+    volumes = json.loads(next(args for instruction, args in steps if instruction == "VOLUME"))
+    assert volumes == ["/app/data", "/app/logs"]
+    assert not any(cache == v or cache.startswith(v + "/") for v in volumes)     # a mount would hide it
+    user_at = steps.index(("USER", "midas"))
+    as_root = [args for instruction, args in steps[:user_at] if instruction == "RUN"]
+    assert as_root == ['pip install -e . && useradd --create-home --uid 1000 midas && mkdir -p /app/data '
+                       '/app/logs "$NUMBA_CACHE_DIR" && chown -R midas:midas /app/data /app/logs /home/midas/.cache']
+    assert cache.startswith("/home/midas/.cache/")                                # so midas owns it
+    as_midas = [args for instruction, args in steps[user_at:] if instruction == "RUN"]
+    assert as_midas == ["python -m midas.book.warmup"]
+    # after the code is copied and installed, as the user that runs the services
+    assert max(i for i, (instruction, _) in enumerate(steps) if instruction in ("COPY", "WORKDIR")) < user_at
+    warmup = importlib.import_module(shlex.split(as_midas[0])[2])
+    assert callable(warmup.main)
+    # the modules it reports on hold every numba function of midas (so a new one cannot be left out)
+    decorated = set()
+    for path in sorted((repo_root / "midas").rglob("*.py")):
+        module = ".".join(path.relative_to(repo_root).with_suffix("").parts)
+        for name in re.findall(r"^@(?:numba\.)?n?jit\b.*\n(?:@.*\n)*def (\w+)", path.read_text(), re.M):
+            decorated.add(f"{module}.{name}")
+    assert len(decorated) == 15
+    assert set(warmup.numba_functions()) == decorated
 
 
 def test_volumes_and_env_file(compose, repo_root):
