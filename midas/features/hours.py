@@ -211,8 +211,9 @@ def _compute_span(con: duckdb.DuckDBPyConnection, settings: Settings, data_dir: 
                       if p.is_file()]
     if lookback_paths:
         # the rows ofi looks back at must be in ts order too (the SQL's lag reads input order)
-        require_ts_order(read_book_rows(lookback_paths, lookback_start, params.hour_start),
-                         f"book rows of {symbol} before {format_hour(first.hour)}")
+        require_ts_order(pa.concat_tables([
+            read_partition(path, ["ts"], [("ts", ">=", lookback_start), ("ts", "<", params.hour_start)])
+            for path in lookback_paths]), f"book rows of {symbol} before {format_hour(first.hour)}")
     trade_from = params.hour_start - params.bucket_us
     trade_paths = [p for p in (partition_file(data_dir, "trades", venue, symbol, h)
                                for h in hours_between(hour_of_us(trade_from + 1), last.hour))

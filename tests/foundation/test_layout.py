@@ -72,3 +72,20 @@ def test_list_raw_files_orders_by_hour_and_part_and_skips_partial(tmp_path):
         "BTCUSDT_20240718T23_2.jsonl.zst", "BTCUSDT_20240718T23_10.jsonl.zst", "BTCUSDT_20240719T00_0.jsonl.zst"]
     assert list_raw_files(tmp_path, "binance", "BTCUSDT", partial=True) == [partial]
     assert parse_raw_file_name("notes.txt") is None
+
+
+def test_a_symlinked_dataset_directory_is_inside_and_dot_dot_is_not(tmp_path):
+    """clean/ on another disk through a symlink is a normal setup; `..` out of DATA_DIR is not."""
+    from midas.layout import _inside, partition_file
+
+    data_dir, elsewhere = tmp_path / "data", tmp_path / "bigdisk" / "clean"
+    elsewhere.mkdir(parents=True)
+    data_dir.mkdir()
+    (data_dir / "clean").symlink_to(elsewhere, target_is_directory=True)
+    path = partition_file(data_dir, "book", "binance", "BTCUSDT", "2024-07-18T23")
+    assert path == data_dir / "clean/book/venue=binance/symbol=BTCUSDT/date=2024-07-18/hour=23/part-0.parquet"
+    with pytest.raises(LayoutError, match="escapes the data directory"):
+        _inside(data_dir, data_dir / "clean" / ".." / ".." / "bigdisk")
+    with pytest.raises(LayoutError, match="escapes the data directory"):
+        _inside(data_dir, tmp_path / "database")           # a sibling whose name starts alike
+    assert _inside(data_dir, data_dir) == data_dir
