@@ -343,11 +343,11 @@ def compute_features_hours(settings: Settings, venue: str, symbol: str, hours: I
     inputs = [_hour_input(settings, data_dir, venue, symbol, h)
               for h in sorted({parse_hour(h) for h in hours})]
     results: list[FeaturesResult] = []
-    in_flight: list[Future] = []
+    pending: list[Future] = []          # writes queued and not yet collected, oldest first
 
-    def collect(writes: list[Future]) -> None:
-        for write in writes:
-            result = write.result()
+    def collect(upto: int) -> None:
+        while len(pending) > upto:
+            result = pending.pop(0).result()
             results.append(result)
             if on_written is not None:
                 on_written(result)
@@ -364,14 +364,13 @@ def compute_features_hours(settings: Settings, venue: str, symbol: str, hours: I
             writes, units = _compute_span(con, settings, data_dir, venue, symbol, span, carry)
             previous = (span[-1].hour, units)
             # one span's writes run while the next one is computed, no more
-            collect(in_flight)
-            in_flight = writes
-        collect(in_flight)
-        in_flight = []
+            collect(0)
+            pending.extend(writes)
+        collect(0)
     except BaseException:
         # a failed query may leave the connection in any state: the next call opens a fresh one
         drop_thread_connection()
-        for write in in_flight:       # let queued writes finish: each replaces its file whole
+        for write in pending:         # let queued writes finish: each replaces its file whole
             write.exception()
         raise
     return results
