@@ -55,7 +55,7 @@ def make_book(seed: int, dense_lookback: bool):
     return book
 
 
-def make_trades(seed: int, book):
+def make_trades(seed: int, book, shuffled: bool = True):
     rng = random.Random(seed + 1)
     t0, t1 = book[0][0] - 2_000_000, book[-1][0]
     trades, tid = [], 10_000
@@ -66,7 +66,10 @@ def make_trades(seed: int, book):
             tid += 1
             trades.append((t, tid, round(65000 + rng.uniform(-5, 5), 1), round(rng.uniform(0.001, 2), 3),
                            rng.random() < 0.5, "MARKET" if rng.random() < 0.9 else "LIQUIDATION"))
-    rng.shuffle(trades)                       # the SQL does not depend on the trades' order
+    if shuffled:
+        # the SQL does not depend on the trades' order (in (ts, trade_id) order, as stored, it
+        # takes its one-pass path when TIME_BUCKET_MS equals the grid)
+        rng.shuffle(trades)
     return trades
 
 
@@ -139,9 +142,10 @@ COLUMNS = ("ts", "ofi", "ofi_10", "ofi_cumulative", "taker_buy_volume", "taker_s
 @pytest.mark.parametrize("ofi_window", [1, 3, 10])
 @pytest.mark.parametrize("bucket_us", [50_000, 100_000, 250_000])
 @pytest.mark.parametrize("dense_lookback", [False, True])
-def test_windowed_columns_equal_plain_python(ofi_window, bucket_us, dense_lookback):
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_windowed_columns_equal_plain_python(ofi_window, bucket_us, dense_lookback, shuffled):
     book = make_book(7 + ofi_window, dense_lookback)
-    trades = make_trades(7 + ofi_window, book)
+    trades = make_trades(7 + ofi_window, book, shuffled)
     # one pass over everything: hour_start is the first grid row (after the 50 ms rows, which are
     # only ever lookback); the trades from before it are given
     hour_start = book[60][0] if dense_lookback else book[0][0]
@@ -154,14 +158,15 @@ def test_windowed_columns_equal_plain_python(ofi_window, bucket_us, dense_lookba
 
 
 @pytest.mark.parametrize("ofi_window", [1, 10])
-def test_hour_start_inside_the_book_with_carry_and_seed(ofi_window):
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_hour_start_inside_the_book_with_carry_and_seed(ofi_window, shuffled):
     """Rows before hour_start are only the lookback; the first day adds the carry; trades before
     hour_start - bucket_us are not given, the seed stands for them; every trade type counted."""
     book = make_book(3, dense_lookback=False)
     bucket_us = 100_000
     hour_start = MIDNIGHT - 10_000_000
     lookback = [r for r in book if r[0] >= hour_start - ofi_window * GRID]
-    all_trades = make_trades(3, book)
+    all_trades = make_trades(3, book, shuffled)
     given = [t for t in all_trades if t[0] > hour_start - bucket_us]
     before = [t for t in all_trades if t[0] <= hour_start - bucket_us]
     last = max(before, key=lambda t: (t[0], t[1]))
