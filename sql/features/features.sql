@@ -12,7 +12,8 @@
 --               ts (midas.features checks it): every window below is DuckDB's streaming window
 --               (OVER (), input order, no sort).
 --   trade_input (ts, trade_id, price, qty, is_buyer_maker, trade_type): trades with
---               ts in (hour_start - bucket_us, hour_start + 1 h), in any order.
+--               ts in (hour_start - bucket_us, hour_start + 1 h), in any order (cheapest in
+--               (ts, trade_id) order, as stored: see trade_buckets.sql).
 -- Parameters:
 --   hour_start, interval_us (grid), ofi_window_us (OFI_WINDOW x grid), bucket_us
 --   (TIME_BUCKET_MS), market_only (futures),
@@ -29,6 +30,8 @@
 -- previous OFI_WINDOW rows (after a gap, at the start). Those are computed on a narrow relation
 -- sorted by ts, which is lined up row by row with the wide rows by a POSITIONAL JOIN (checked).
 -- N = ofi_window_us // interval_us below is a constant of the query (the lag/lead offsets).
+-- Trade columns assume on-grid rows (ts a multiple of interval_us), as every output row is
+-- (midas.features checks the hour's rows); only lookback rows, never output, may be off it.
 CREATE OR REPLACE TEMP MACRO features(hour_start, interval_us, ofi_window_us, bucket_us, market_only,
                                       ofi_carry_units, seed_ts, seed_px, seed_qty) AS TABLE
 WITH previous_rows AS (
