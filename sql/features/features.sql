@@ -163,8 +163,9 @@ trade_grid AS (
 events AS (
     -- narrow: the grid times with trades (kind 0) and the grid rows from hour_start on (kind 1,
     -- with the searched ofi_10 where there is one; their ts from grid_rows, stored anyway, not a
-    -- second read of book_input, which may be a view over Parquet files), sorted by (ts, kind): a grid row comes right
-    -- after its own grid time's trades and after every earlier one. One BIGINT sort key,
+    -- second read of book_input, which may be a view over Parquet files), sorted by (ts, kind):
+    -- a grid row comes right after its own grid time's trades and after every earlier one.
+    -- One BIGINT sort key,
     -- ts * 2 + kind (cheaper to sort than two columns; exact for |ts| < 2^62 µs, ~146,000
     -- years, and an overflow is an error, not a wrong key); ts = key >> 1, kind = key & 1.
     SELECT grid_ts * 2 AS event_key, buy_units, sell_units, trades, last_px, last_qty,
