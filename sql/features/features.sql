@@ -233,7 +233,10 @@ SELECT
     CASE WHEN ts // 86400000000 <> CAST(hour_start AS BIGINT) // 86400000000 THEN
               CASE WHEN running_rows - before_rows > 0 THEN from_units(running_units - before_units) END
          WHEN CAST(ofi_carry_units AS HUGEINT) IS NULL AND running_rows - before_rows = 0 THEN NULL
-         ELSE from_units(coalesce(CAST(ofi_carry_units AS HUGEINT), 0) + (running_units - before_units))
+         -- a carry and no ofi since hour_start yet (e.g. rows after a gap at the hour): the
+         -- carry itself, as one pass over the day gives it
+         ELSE from_units(coalesce(CAST(ofi_carry_units AS HUGEINT), 0)
+                         + coalesce(running_units - before_units, 0))
     END AS ofi_cumulative,
     from_units(buy_units) AS taker_buy_volume,
     from_units(sell_units) AS taker_sell_volume,

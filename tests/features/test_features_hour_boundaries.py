@@ -118,3 +118,32 @@ def test_any_order_and_stale_carry_give_the_same_features(tmp_path, clean):
     assert_matches_oracle([again], {ts: f for ts, f in new_oracle.items()
                                     if hour_start_us(parse_hour(HOURS[1])) <= ts
                                     < hour_start_us(parse_hour(HOURS[2]))})
+
+
+@pytest.mark.parametrize("by_hour", [True, False])
+def test_ofi_cumulative_after_a_gap_at_the_hour_boundary(tmp_path, clean, by_hour):
+    """The day's running ofi sum (nulls skipped) holds across a gap that starts at the hour: the
+    hour's first rows, whose ofi is null (no previous grid row), carry the earlier hours' sum,
+    as one pass over the day gives it -- not null."""
+    from midas.features import compute_features_hours
+
+    first, second = "2024-07-18T10", "2024-07-18T11"
+    rows = [{"ts": clean.t(first, ms), "bids": [(100.0, 1.0 + k)], "asks": [(100.5, 2.0)]}
+            for k, ms in enumerate((3_590_700, 3_590_800, 3_590_900))]  # 9 s before the hour
+    rows += [{"ts": clean.t(second, ms), "bids": [(100.0, 5.0 + k)], "asks": [(100.5, 1.0)]}
+             for k, ms in enumerate((500, 600, 700))]
+    for hour in (first, second):
+        lo = hour_start_us(parse_hour(hour))
+        clean.write(tmp_path, "book", FUT, SYM, hour,
+                    clean.book_table([r for r in rows if lo <= r["ts"] < lo + 3_600_000_000]))
+    s = load_settings(env_file=None, data_dir=tmp_path, symbols=[SYM], venue=FUT)
+    if by_hour:
+        results = [compute_features_hour(s, FUT, SYM, h) for h in (first, second)]
+    else:
+        results = compute_features_hours(s, FUT, SYM, [first, second])
+    got = [r["ofi_cumulative"] for res in results for r in pq.read_table(res.path).to_pylist()]
+    # ofi: none, +1, +1 in the first hour; none after the gap, then +1, +1
+    assert got == [None, 1.0, 2.0, 2.0, 3.0, 4.0]
+    oracle = clean.oracle(rows, [], interval_us=100_000, ofi_window=10, bucket_us=100_000,
+                          market_only=True)
+    assert [oracle[r["ts"]]["ofi_cumulative"] for r in rows] == got
