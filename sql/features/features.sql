@@ -12,8 +12,7 @@
 --               ts (midas.features checks it): every window below is DuckDB's streaming window
 --               (OVER (), input order, no sort).
 --   trade_input (ts, trade_id, price, qty, is_buyer_maker, trade_type): trades with
---               ts in (hour_start - bucket_us, hour_start + 1 h), in any order (cheapest in
---               (ts, trade_id) order, as stored: see trade_buckets.sql).
+--               ts in (hour_start - bucket_us, hour_start + 1 h), in any order.
 -- Parameters:
 --   hour_start, interval_us (grid), ofi_window_us (OFI_WINDOW x grid), bucket_us
 --   (TIME_BUCKET_MS), market_only (futures),
