@@ -136,7 +136,10 @@ def _read_ts(item: HourInput) -> np.ndarray:
 def _parquet_columns(paths: list[Path]) -> set[str]:
     names: set[str] = set()
     for path in paths:
-        names.update(pq.read_schema(path).names)
+        try:
+            names.update(pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"{path}: cannot read this Parquet partition ({e})") from None
     return names
 
 
@@ -228,6 +231,10 @@ def _compute_span(con: duckdb.DuckDBPyConnection, settings: Settings, data_dir: 
     read_done = time.perf_counter()
     try:
         computed = run_feature_sql(con, params, carry_units, seed)
+    except duckdb.Error as e:
+        # the SQL's own checks (rows out of order, ...) and unreadable partitions
+        raise DataError(f"features of {venue} {symbol} {format_hour(first.hour)}.."
+                        f"{format_hour(last.hour)}: {e}") from None
     finally:
         unregister(con, "book_input", "trade_input")
     expected_ts = np.concatenate(ts_parts) if len(ts_parts) > 1 else ts_parts[0]

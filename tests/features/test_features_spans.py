@@ -196,3 +196,13 @@ def test_partitions_of_other_depths_and_an_empty_hour_in_one_pass(tmp_path, clea
     oracle = clean.oracle(thin, trades, interval_us=100_000, ofi_window=10, bucket_us=100_000,
                           market_only=True)
     assert_matches_oracle(results[:3], oracle)
+
+
+def test_unreadable_partition_is_a_data_error_naming_it(tmp_path, day):
+    data_dir, _ = day
+    before = _partitions(data_dir)
+    trades = partition_file(data_dir, "trades", FUT, SYM, HOURS[1])
+    trades.write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DataError, match=r"trades/.*hour=23/part-0.parquet: cannot read this Parquet partition"):
+        compute_features_hours(_settings(data_dir), FUT, SYM, HOURS)
+    assert _partitions(data_dir) == before
