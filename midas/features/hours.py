@@ -58,16 +58,23 @@ MAX_SPAN_ROWS = 2_000_000
 GLOB_CHARS = frozenset("*?[")
 # Threads writing hours' partitions while the next span is computed.
 HOUR_WRITE_THREADS = 2
-_HOUR_POOL: list[ThreadPoolExecutor] = []
-_HOUR_POOL_LOCK = threading.Lock()
+# Days computed at the same time when several are asked (each on its own thread and DuckDB
+# connection): much of the feature SQL is DuckDB's single-threaded streaming windows, so one
+# query leaves a core idle. Days are independent (a day's ofi_cumulative starts from zero).
+DAY_THREADS = min(2, os.cpu_count() or 1)
+_POOLS: dict[str, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(name: str, threads: int) -> ThreadPoolExecutor:
+    with _POOLS_LOCK:
+        if name not in _POOLS:
+            _POOLS[name] = ThreadPoolExecutor(threads, thread_name_prefix=f"features-{name}")
+        return _POOLS[name]
 
 
 def _hour_pool() -> ThreadPoolExecutor:
-    with _HOUR_POOL_LOCK:
-        if not _HOUR_POOL:
-            _HOUR_POOL.append(ThreadPoolExecutor(HOUR_WRITE_THREADS,
-                                                 thread_name_prefix="features-hour"))
-        return _HOUR_POOL[0]
+    return _pool("hour", HOUR_WRITE_THREADS)
 
 
 @dataclass
@@ -334,6 +341,33 @@ def _write_hour(settings: Settings, venue: str, symbol: str, item: HourInput, fe
     return result
 
 
+def _compute_day(settings: Settings, data_dir: Path, venue: str, symbol: str,
+                 spans: list[list[HourInput]]) -> list[Future]:
+    """Compute the spans of one day on this thread's connection, one after the other (a span
+    continuing the previous one takes its ofi sum). Returns the hours' writes, oldest first; at
+    most one span's writes are left running while the next is computed."""
+    con = thread_connection()
+    writes: list[Future] = []
+    previous: tuple[datetime, int | None] | None = None
+    try:
+        for span in spans:
+            carry = None
+            if previous is not None and previous[0] + timedelta(hours=1) == span[0].hour:
+                carry = (previous[1], "span")
+            span_writes, units = _compute_span(con, settings, data_dir, venue, symbol, span, carry)
+            previous = (span[-1].hour, units)
+            for write in writes:        # the previous span's writes ran while this one computed
+                write.exception()
+            writes.extend(span_writes)
+    except BaseException:
+        # a failed query may leave the connection in any state: the next use opens a fresh one
+        drop_thread_connection()
+        for write in writes:            # let queued writes finish: each replaces its file whole
+            write.exception()
+        raise
+    return writes
+
+
 # The API -----------------------------------------------------------------------------------------
 
 def compute_features_hours(settings: Settings, venue: str, symbol: str, hours: Iterable,
@@ -349,36 +383,38 @@ def compute_features_hours(settings: Settings, venue: str, symbol: str, hours: I
     data_dir = Path(settings.data_dir)
     inputs = [_hour_input(settings, data_dir, venue, symbol, h)
               for h in sorted({parse_hour(h) for h in hours})]
+    days: dict[object, list[list[HourInput]]] = {}
+    for span in _spans(inputs):
+        days.setdefault(span[0].hour.date(), []).append(span)
     results: list[FeaturesResult] = []
-    pending: list[Future] = []          # writes queued and not yet collected, oldest first
 
-    def collect(upto: int) -> None:
-        while len(pending) > upto:
-            result = pending.pop(0).result()
+    def collect(writes: list[Future]) -> None:
+        for write in writes:
+            result = write.result()
             results.append(result)
             if on_written is not None:
                 on_written(result)
 
-    con = thread_connection()
-    previous: tuple[datetime, int | None] | None = None
+    if len(days) <= 1:
+        # one day (the hourly job, one hour): on this thread and its connection
+        for spans in days.values():
+            collect(_compute_day(settings, data_dir, venue, symbol, spans))
+        return results
+    started: list[Future] = []          # days submitted and not yet collected, oldest first
     try:
-        for span in _spans(inputs):
-            carry = None
-            if previous is not None and previous[0] + timedelta(hours=1) == span[0].hour \
-                    and previous[0].date() == span[0].hour.date():
-                # the span continues the previous one within the day: its ofi sum is known here
-                carry = (previous[1], "span")
-            writes, units = _compute_span(con, settings, data_dir, venue, symbol, span, carry)
-            previous = (span[-1].hour, units)
-            # one span's writes run while the next one is computed, no more
-            collect(0)
-            pending.extend(writes)
-        collect(0)
+        for spans in days.values():
+            started.append(_pool("day", DAY_THREADS).submit(
+                _compute_day, settings, data_dir, venue, symbol, spans))
+            # at most DAY_THREADS days computing, and one more day's writes, in memory
+            while len(started) > DAY_THREADS:
+                collect(started.pop(0).result())
+        while started:
+            collect(started.pop(0).result())
     except BaseException:
-        # a failed query may leave the connection in any state: the next call opens a fresh one
-        drop_thread_connection()
-        for write in pending:         # let queued writes finish: each replaces its file whole
-            write.exception()
+        for day in started:             # let the other days finish: each file is replaced whole
+            if day.exception() is None:
+                for write in day.result():
+                    write.exception()
         raise
     return results
 
