@@ -358,9 +358,9 @@ written as hourly clean partitions the way the book rebuild writes them.
 {many['trades']:,} trades) through `compute_features_hours` (what `midas features` runs): read the
 partitions, compute, write {many['hours']} features partitions:
 **{many['e2e_s']:.2f} s wall = {many['rows'] / many['e2e_s'] / 1e6:.2f} M rows/s** (target >= 2.5 M rows/s),
-{cpu_s['end_to_end']:.2f} CPU s. Split (the writes run on threads beside the next pass, so the
-parts overlap): read {sp['read']:.2f} s, compute {sp['compute']:.2f} s (both on the main thread),
-write {sp['write']:.2f} s summed over the write threads. Bytes: book partitions
+{cpu_s['end_to_end']:.2f} CPU s. Split, in seconds summed over threads (days are computed two at
+a time, and hours written on threads beside them, so the parts overlap): read {sp['read']:.2f} s,
+compute {sp['compute']:.2f} s, write {sp['write']:.2f} s. Bytes: book partitions
 {many['book_bytes']:,}, features partitions {many['features_bytes']:,}.
 
 Compute alone, all rows in one query on Arrow tables in memory: DuckDB SQL of sql/features/
