@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 MAGIC = b"PAR1"
 
 # Thrift compact protocol type ids
-_BOOL_TRUE, _BOOL_FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, _BINARY, _LIST, _SET, _MAP, _STRUCT = range(1, 13)
+_BOOL_TRUE, _BOOL_FALSE, _BYTE, _I16, _I32, _I64, _DOUBLE, BINARY, _LIST, _SET, _MAP, STRUCT = range(1, 13)
 
 # Field ids of parquet.thrift (https://github.com/apache/parquet-format/blob/master/src/main/thrift/parquet.thrift)
 _FILE_NUM_ROWS, _FILE_ROW_GROUPS = 3, 4
@@ -75,7 +75,7 @@ def _read_value(buf: bytes, pos: int, ttype: int):
         return _unzigzag(n), pos
     if ttype == _DOUBLE:
         return buf[pos:pos + 8], pos + 8
-    if ttype == _BINARY:
+    if ttype == BINARY:
         size, pos = _read_varint(buf, pos)
         return buf[pos:pos + size], pos + size
     if ttype in (_LIST, _SET):
@@ -101,12 +101,12 @@ def _read_value(buf: bytes, pos: int, ttype: int):
             value, pos = _read_value(buf, pos, vtype)
             pairs.append((key, value))
         return (ktype, vtype, pairs), pos
-    if ttype == _STRUCT:
-        return _read_struct(buf, pos)
+    if ttype == STRUCT:
+        return read_struct(buf, pos)
     raise ParquetJoinError(f"unknown Thrift compact type {ttype} at byte {pos}")
 
 
-def _read_struct(buf: bytes, pos: int) -> tuple[list, int]:
+def read_struct(buf: bytes, pos: int) -> tuple[list, int]:
     fields, last = [], 0
     while True:
         byte = buf[pos]
@@ -147,7 +147,7 @@ def _write_value(out: bytearray, ttype: int, value) -> None:
         _write_varint(out, _zigzag(value))
     elif ttype == _DOUBLE:
         out += value
-    elif ttype == _BINARY:
+    elif ttype == BINARY:
         _write_varint(out, len(value))
         out += value
     elif ttype in (_LIST, _SET):
@@ -167,7 +167,7 @@ def _write_value(out: bytearray, ttype: int, value) -> None:
         for key, item in pairs:
             _write_value(out, ktype, key)
             _write_value(out, vtype, item)
-    elif ttype == _STRUCT:
+    elif ttype == STRUCT:
         _write_struct(out, value)
     else:
         raise ParquetJoinError(f"unknown Thrift compact type {ttype}")
@@ -191,7 +191,7 @@ def _write_struct(out: bytearray, fields: list) -> None:
 
 def decode_footer(footer: bytes) -> list:
     """The Thrift FileMetaData of a Parquet footer as a generic tree (see above)."""
-    fields, end = _read_struct(footer, 0)
+    fields, end = read_struct(footer, 0)
     if end != len(footer):
         raise ParquetJoinError(f"footer has {len(footer) - end} bytes after FileMetaData")
     return fields
@@ -205,17 +205,17 @@ def encode_footer(fields: list) -> bytes:
 
 # Joining pieces -----------------------------------------------------------------------------------
 
-def _field(fields: list, fid: int) -> list | None:
+def field_of(fields: list, fid: int) -> list | None:
     return next((f for f in fields if f[0] == fid), None)
 
 
 def _shift(fields: list, fid: int, delta: int, keep_zero: bool = False) -> None:
-    field = _field(fields, fid)
+    field = field_of(fields, fid)
     if field is not None and not (keep_zero and field[2] == 0):
         field[2] += delta
 
 
-def _split_piece(piece: pa.Buffer) -> tuple[memoryview, list]:
+def split_piece(piece: pa.Buffer) -> tuple[memoryview, list]:
     """(the bytes between the leading magic and the footer, the decoded footer) of one piece."""
     data = memoryview(piece)
     if len(data) < 12 or data[:4] != MAGIC or data[-4:] != MAGIC:
@@ -225,7 +225,7 @@ def _split_piece(piece: pa.Buffer) -> tuple[memoryview, list]:
     return data[4:footer_start], decode_footer(bytes(data[footer_start:-8]))
 
 
-def _encode_piece(table: pa.Table, row_group_size: int, options: dict) -> pa.Buffer:
+def encode_piece(table: pa.Table, row_group_size: int, options: dict) -> pa.Buffer:
     sink = pa.BufferOutputStream()
     pq.write_table(table, sink, row_group_size=row_group_size, **options)
     return sink.getvalue()
@@ -233,11 +233,11 @@ def _encode_piece(table: pa.Table, row_group_size: int, options: dict) -> pa.Buf
 
 def _shift_row_group(group: list, delta: int) -> None:
     """Move every byte offset a RowGroup holds by `delta` (its bytes now start `delta` later)."""
-    for chunk in _field(group, _RG_COLUMNS)[2][1]:
+    for chunk in field_of(group, _RG_COLUMNS)[2][1]:
         _shift(chunk, _CC_FILE_OFFSET, delta, keep_zero=True)   # deprecated; 0 means unset
         _shift(chunk, _CC_OFFSET_INDEX_OFFSET, delta)
         _shift(chunk, _CC_COLUMN_INDEX_OFFSET, delta)
-        meta = _field(chunk, _CC_META_DATA)
+        meta = field_of(chunk, _CC_META_DATA)
         if meta is not None:
             for fid in _CMD_OFFSETS:
                 _shift(meta[2], fid, delta)
@@ -267,7 +267,7 @@ class ParallelParquetWriter:
             raise ValueError(f"{columns.num_rows} rows queued after {self.num_rows}")
         self.num_rows = columns.num_rows
         self._column_groups.append([
-            self.pool.submit(_encode_piece, columns.slice(start, self.row_group_size),
+            self.pool.submit(encode_piece, columns.slice(start, self.row_group_size),
                              self.row_group_size, self.options)
             for start in range(0, columns.num_rows, self.row_group_size)])
 
@@ -277,7 +277,7 @@ class ParallelParquetWriter:
                            **self.options)
             return
         # schema, key-value metadata and column orders of the whole table, from its empty file
-        _body, footer = _split_piece(_encode_piece(schema.empty_table(), self.row_group_size,
+        _body, footer = split_piece(encode_piece(schema.empty_table(), self.row_group_size,
                                                    self.options))
         row_groups = []
         with open(path, "wb") as out:
@@ -286,8 +286,8 @@ class ParallelParquetWriter:
             for index in range(len(self._column_groups[0])):
                 group = None
                 for pieces in self._column_groups:
-                    body, piece_footer = _split_piece(pieces[index].result())
-                    piece_groups = _field(piece_footer, _FILE_ROW_GROUPS)[2][1]
+                    body, piece_footer = split_piece(pieces[index].result())
+                    piece_groups = field_of(piece_footer, _FILE_ROW_GROUPS)[2][1]
                     if len(piece_groups) != 1:
                         raise ParquetJoinError(f"piece has {len(piece_groups)} row groups, expected 1")
                     piece_group = piece_groups[0]
@@ -295,18 +295,18 @@ class ParallelParquetWriter:
                     if group is None:
                         group = piece_group
                     else:                       # the row group's next columns
-                        _field(group, _RG_COLUMNS)[2][1].extend(_field(piece_group, _RG_COLUMNS)[2][1])
+                        field_of(group, _RG_COLUMNS)[2][1].extend(field_of(piece_group, _RG_COLUMNS)[2][1])
                         for fid in (_RG_TOTAL_BYTE_SIZE, _RG_TOTAL_COMPRESSED_SIZE):
-                            _field(group, fid)[2] += _field(piece_group, fid)[2]
+                            field_of(group, fid)[2] += field_of(piece_group, fid)[2]
                     out.write(body)
                     position += len(body)
-                ordinal = _field(group, _RG_ORDINAL)
+                ordinal = field_of(group, _RG_ORDINAL)
                 if ordinal is not None:
                     ordinal[2] = index
                 row_groups.append(group)
-            _field(footer, _FILE_NUM_ROWS)[2] = self.num_rows
-            rg_field = _field(footer, _FILE_ROW_GROUPS)
-            rg_field[2] = (_STRUCT, row_groups)
+            field_of(footer, _FILE_NUM_ROWS)[2] = self.num_rows
+            rg_field = field_of(footer, _FILE_ROW_GROUPS)
+            rg_field[2] = (STRUCT, row_groups)
             encoded = encode_footer(footer)
             out.write(encoded)
             out.write(struct.pack("<i", len(encoded)))

@@ -36,9 +36,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from midas.features.parquet_parallel import (_BINARY, _STRUCT, MAGIC, ParquetJoinError, _encode_piece,
-                                             _field, _read_struct, _split_piece, encode_footer)
-from midas.features.writing import WRITE_OPTIONS, _write_pool
+from midas.features.parquet_parallel import (BINARY, STRUCT, MAGIC, ParquetJoinError, encode_piece,
+                                             field_of, read_struct, split_piece, encode_footer)
+from midas.features.writing import WRITE_OPTIONS, write_pool
 
 __all__ = ["SpliceUnsupported", "write_spliced_partition"]
 
@@ -79,7 +79,7 @@ class SpliceUnsupported(ValueError):
 
 
 def _leaf_name(element: list) -> str:
-    return bytes(_field(element, _SE_NAME)[2]).decode("utf-8", "replace")
+    return bytes(field_of(element, _SE_NAME)[2]).decode("utf-8", "replace")
 
 
 def _chunk_range(meta: list) -> tuple[int, int]:
@@ -87,19 +87,19 @@ def _chunk_range(meta: list) -> tuple[int, int]:
     first data page, over total_compressed_size bytes. An offset of 0 is unset (byte 0 is the
     magic): pyarrow writes an empty dictionary-encoded chunk as a dictionary page and
     data_page_offset 0."""
-    start = _field(meta, _CMD_DATA_PAGE)[2]
-    dictionary = _field(meta, _CMD_DICT_PAGE)
+    start = field_of(meta, _CMD_DATA_PAGE)[2]
+    dictionary = field_of(meta, _CMD_DICT_PAGE)
     if dictionary is not None and dictionary[2] > 0 and (start == 0 or dictionary[2] < start):
         start = dictionary[2]
-    return start, _field(meta, _CMD_TOTAL_COMPRESSED)[2]
+    return start, field_of(meta, _CMD_TOTAL_COMPRESSED)[2]
 
 
 def _move_chunk(chunk: list, delta: int) -> None:
     """Move the byte offsets a ColumnChunk holds by `delta` (its bytes now start `delta` later);
     offsets of 0 mean unset and stay 0."""
-    fields = [_field(chunk, _CC_FILE_OFFSET)]          # deprecated
-    meta = _field(chunk, _CC_META_DATA)[2]
-    fields += [_field(meta, fid) for fid in (_CMD_DATA_PAGE, _CMD_INDEX_PAGE, _CMD_DICT_PAGE)]
+    fields = [field_of(chunk, _CC_FILE_OFFSET)]          # deprecated
+    meta = field_of(chunk, _CC_META_DATA)[2]
+    fields += [field_of(meta, fid) for fid in (_CMD_DATA_PAGE, _CMD_INDEX_PAGE, _CMD_DICT_PAGE)]
     for field in fields:
         if field is not None and field[2]:
             field[2] += delta
@@ -124,7 +124,7 @@ class _Book:
             self.refuse(f"has a footer length of {footer_len} bytes in a file of {size}")
         footer = _read_exact(fd, self.footer_start, footer_len)
         try:
-            self.footer, end = _read_struct(footer, 0)
+            self.footer, end = read_struct(footer, 0)
         except (ParquetJoinError, IndexError) as e:
             self.refuse(f"has a footer the splice cannot decode ({e})")
         if any(fid in (8, 9) for fid, _t, _v in self.footer):
@@ -154,31 +154,31 @@ class _Book:
         unknown = sorted({fid for fid, _t, _v in footer} - _KNOWN_FILE)
         if unknown:
             self.refuse(f"has FileMetaData fields the splice does not know ({unknown})")
-        schema = _field(footer, _FMD_SCHEMA)[2][1]
+        schema = field_of(footer, _FMD_SCHEMA)[2][1]
         root, leaves = schema[0], schema[1:]
         for element in leaves:
-            if _field(element, _SE_NUM_CHILDREN) is not None:
+            if field_of(element, _SE_NUM_CHILDREN) is not None:
                 self.refuse(f"has nested columns (group {_leaf_name(element)!r})")
-            repetition = _field(element, _SE_REPETITION)
+            repetition = field_of(element, _SE_REPETITION)
             if repetition is not None and repetition[2] == _REPEATED:
                 self.refuse(f"has nested columns (repeated {_leaf_name(element)!r})")
-        children = _field(root, _SE_NUM_CHILDREN)
+        children = field_of(root, _SE_NUM_CHILDREN)
         if children is None or children[2] != len(leaves):
             self.refuse("has a schema whose root does not hold every column")
         self.root, self.leaves = root, leaves
         self.leaf_names = [_leaf_name(e) for e in leaves]
-        self.num_rows = _field(footer, _FMD_NUM_ROWS)[2]
-        groups = _field(footer, _FMD_ROW_GROUPS)
+        self.num_rows = field_of(footer, _FMD_NUM_ROWS)[2]
+        groups = field_of(footer, _FMD_ROW_GROUPS)
         self.row_groups = groups[2][1] if groups is not None else []
-        self.column_orders = _field(footer, _FMD_COLUMN_ORDERS)
+        self.column_orders = field_of(footer, _FMD_COLUMN_ORDERS)
         if self.column_orders is not None and len(self.column_orders[2][1]) != len(leaves):
             self.refuse("has column orders for another number of columns")
-        created_by = _field(footer, _FMD_CREATED_BY)
+        created_by = field_of(footer, _FMD_CREATED_BY)
         self.created_by = created_by[2] if created_by is not None else None
         total = 0
         for index, group in enumerate(self.row_groups):
             self._check_row_group(index, group)
-            total += _field(group, _RG_NUM_ROWS)[2]
+            total += field_of(group, _RG_NUM_ROWS)[2]
         if total != self.num_rows:
             self.refuse(f"has row groups of {total} rows in all but says {self.num_rows}")
 
@@ -186,7 +186,7 @@ class _Book:
         unknown = sorted({fid for fid, _t, _v in group} - _KNOWN_ROW_GROUP)
         if unknown:
             self.refuse(f"has RowGroup fields the splice does not know ({unknown}) in row group {index}")
-        chunks = _field(group, _RG_COLUMNS)[2][1]
+        chunks = field_of(group, _RG_COLUMNS)[2][1]
         if len(chunks) != len(self.leaves):
             self.refuse(f"has {len(chunks)} column chunks in row group {index} for "
                         f"{len(self.leaves)} columns")
@@ -205,14 +205,14 @@ class _Book:
                             f"({sorted(fids - _KNOWN_CHUNK)}, {where})")
             if _CC_META_DATA not in fids:
                 self.refuse(f"has a column chunk without its metadata ({where})")
-            meta = _field(chunk, _CC_META_DATA)[2]
+            meta = field_of(chunk, _CC_META_DATA)[2]
             meta_fids = {fid for fid, _t, _v in meta}
             if meta_fids & set(_CMD_BLOOM):
                 self.refuse(f"has a bloom filter ({where})")
             if meta_fids - _KNOWN_CHUNK_META:
                 self.refuse(f"has ColumnMetaData fields the splice does not know "
                             f"({sorted(meta_fids - _KNOWN_CHUNK_META)}, {where})")
-            path = [bytes(p).decode("utf-8", "replace") for p in _field(meta, _CMD_PATH)[2][1]]
+            path = [bytes(p).decode("utf-8", "replace") for p in field_of(meta, _CMD_PATH)[2][1]]
             if path != [name]:
                 self.refuse(f"has the chunk of {path} where column {name!r} should be (row group {index})")
             start, length = _chunk_range(meta)
@@ -263,7 +263,7 @@ def _columns_template(schema_ipc: bytes) -> tuple:
     IPC bytes) with WRITE_OPTIONS, as a tuple of fields. Every hour of a symbol has the same
     columns and only other metadata: encoding and parsing an empty file costs ~10 ms, once."""
     schema = pa.ipc.read_schema(pa.py_buffer(schema_ipc))
-    _body, footer = _split_piece(_encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
+    _body, footer = split_piece(encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
     return tuple(footer)
 
 
@@ -277,8 +277,8 @@ def _template_footer(schema: pa.Schema) -> list:
     template = list(_columns_template(schema.remove_metadata().serialize().to_pybytes()))
     pairs = [*(schema.metadata or {}).items(), (b"ARROW:schema", base64.b64encode(
         schema.serialize().to_pybytes()))]
-    entries = [[[_KV_KEY, _BINARY, key], [_KV_VALUE, _BINARY, value]] for key, value in pairs]
-    return [[fid, ttype, (_STRUCT, entries)] if fid == _FMD_KV else [fid, ttype, value]
+    entries = [[[_KV_KEY, BINARY, key], [_KV_VALUE, BINARY, value]] for key, value in pairs]
+    return [[fid, ttype, (STRUCT, entries)] if fid == _FMD_KV else [fid, ttype, value]
             for fid, ttype, value in template]
 
 
@@ -323,12 +323,12 @@ def write_spliced_partition(book_path: Path, features: pa.Table, out_path: Path,
         schema = pa.schema([*book.arrow_schema, *features.schema],
                            metadata={**(book.arrow_schema.metadata or {}), **(metadata or {})} or None)
         template = _template_footer(schema)
-        pool = pool or _write_pool()
+        pool = pool or write_pool()
         pieces: list[Future] = []
         start = 0
         for group in book.row_groups:
-            rows = _field(group, _RG_NUM_ROWS)[2]
-            pieces.append(pool.submit(_encode_piece, features.slice(start, rows), max(rows, 1),
+            rows = field_of(group, _RG_NUM_ROWS)[2]
+            pieces.append(pool.submit(encode_piece, features.slice(start, rows), max(rows, 1),
                                       WRITE_OPTIONS))
             start += rows
         out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -348,15 +348,15 @@ def write_spliced_partition(book_path: Path, features: pa.Table, out_path: Path,
 def _write_file(book: _Book, src: int, dst: int, pieces: list[Future], template: list) -> None:
     _write_all(dst, MAGIC)
     position = len(MAGIC)
-    feature_leaves = _field(template, _FMD_SCHEMA)[2][1][1 + len(book.leaves):]
+    feature_leaves = field_of(template, _FMD_SCHEMA)[2][1][1 + len(book.leaves):]
     row_groups = []
     for index, (group, piece) in enumerate(zip(book.row_groups, pieces)):
         # the book's column chunks, in order; runs of adjacent chunks copied at once
-        chunks = _field(group, _RG_COLUMNS)[2][1]
+        chunks = field_of(group, _RG_COLUMNS)[2][1]
         first = None
         run_start = run_end = None
         for chunk in chunks:
-            chunk_start, length = _chunk_range(_field(chunk, _CC_META_DATA)[2])
+            chunk_start, length = _chunk_range(field_of(chunk, _CC_META_DATA)[2])
             if run_end != chunk_start:
                 if run_start is not None:
                     _copy_range(src, dst, run_start, run_end - run_start)
@@ -376,29 +376,29 @@ def _write_file(book: _Book, src: int, dst: int, pieces: list[Future], template:
             _copy_range(src, dst, run_start, run_end - run_start)
             position += run_end - run_start
         # the features' column chunks of the same rows
-        body, piece_footer = _split_piece(piece.result())
-        piece_groups = _field(piece_footer, _FMD_ROW_GROUPS)[2][1]
-        rows = _field(group, _RG_NUM_ROWS)[2]
-        if len(piece_groups) != 1 or _field(piece_groups[0], _RG_NUM_ROWS)[2] != rows:
+        body, piece_footer = split_piece(piece.result())
+        piece_groups = field_of(piece_footer, _FMD_ROW_GROUPS)[2][1]
+        rows = field_of(group, _RG_NUM_ROWS)[2]
+        if len(piece_groups) != 1 or field_of(piece_groups[0], _RG_NUM_ROWS)[2] != rows:
             raise ParquetJoinError(f"features piece of row group {index} is not one row group of its rows")
-        if _field(piece_footer, _FMD_SCHEMA)[2][1][1:] != feature_leaves:
+        if field_of(piece_footer, _FMD_SCHEMA)[2][1][1:] != feature_leaves:
             raise ParquetJoinError("features piece has another Parquet schema than the whole table's")
         piece_group = piece_groups[0]
-        for chunk in _field(piece_group, _RG_COLUMNS)[2][1]:
+        for chunk in field_of(piece_group, _RG_COLUMNS)[2][1]:
             _move_chunk(chunk, position - len(MAGIC))
         if first is None and body:
             first = position
         _write_all(dst, body)
         position += len(body)
-        chunks.extend(_field(piece_group, _RG_COLUMNS)[2][1])
+        chunks.extend(field_of(piece_group, _RG_COLUMNS)[2][1])
         for fid in (_RG_TOTAL_BYTE_SIZE, _RG_TOTAL_COMPRESSED_SIZE):
-            mine, theirs = _field(group, fid), _field(piece_group, fid)
+            mine, theirs = field_of(group, fid), field_of(piece_group, fid)
             if mine is not None and theirs is not None:
                 mine[2] += theirs[2]
-        file_offset = _field(group, _RG_FILE_OFFSET)
+        file_offset = field_of(group, _RG_FILE_OFFSET)
         if file_offset is not None and first is not None:
             file_offset[2] = first
-        ordinal = _field(group, _RG_ORDINAL)
+        ordinal = field_of(group, _RG_ORDINAL)
         if ordinal is not None:
             ordinal[2] = index
         row_groups.append(group)
@@ -409,12 +409,12 @@ def _write_file(book: _Book, src: int, dst: int, pieces: list[Future], template:
     for fid, ttype, value in template:
         if fid == _FMD_SCHEMA:
             root = [list(f) for f in book.root]
-            _field(root, _SE_NUM_CHILDREN)[2] = len(book.leaves) + len(feature_leaves)
-            value = (_STRUCT, [root, *book.leaves, *feature_leaves])
+            field_of(root, _SE_NUM_CHILDREN)[2] = len(book.leaves) + len(feature_leaves)
+            value = (STRUCT, [root, *book.leaves, *feature_leaves])
         elif fid == _FMD_NUM_ROWS:
             value = book.num_rows
         elif fid == _FMD_ROW_GROUPS:
-            value = (_STRUCT, row_groups)
+            value = (STRUCT, row_groups)
         elif fid == _FMD_CREATED_BY and book.created_by is not None:
             value = book.created_by            # the writer of the book chunks, whose statistics
         elif fid == _FMD_COLUMN_ORDERS:        # readers trust or not by it

@@ -23,7 +23,7 @@ _WRITE_POOL: list[ThreadPoolExecutor] = []
 _WRITE_POOL_LOCK = threading.Lock()
 
 
-def _write_pool() -> ThreadPoolExecutor:
+def write_pool() -> ThreadPoolExecutor:
     """The threads that encode partitions (WRITE_THREADS), shared by every caller."""
     with _WRITE_POOL_LOCK:
         if not _WRITE_POOL:
@@ -32,7 +32,7 @@ def _write_pool() -> ThreadPoolExecutor:
 
 
 def new_partition_writer(row_group_size: int) -> ParallelParquetWriter:
-    return ParallelParquetWriter(_write_pool(), row_group_size, **WRITE_OPTIONS)
+    return ParallelParquetWriter(write_pool(), row_group_size, **WRITE_OPTIONS)
 
 
 def replace_file(path: Path, writer: ParallelParquetWriter, schema: pa.Schema) -> int:

@@ -498,15 +498,15 @@ def test_footer_template_is_the_one_pyarrow_writes(metadata):
     """The columns' part of the footer is cached per column set; the key-value metadata (with
     ARROW:schema) is built per call: byte for byte the footer of pyarrow's own empty file."""
     from midas.features import splice
-    from midas.features.parquet_parallel import _encode_piece, _split_piece, encode_footer
+    from midas.features.parquet_parallel import encode_piece, split_piece, encode_footer
     from midas.features.writing import WRITE_OPTIONS
 
     schema = pa.schema([pa.field("ts", pa.int64(), nullable=False), ("bid_px_01", pa.float64()),
                         ("trade_count", pa.int64())], metadata=metadata)
-    _body, expected = _split_piece(_encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
+    _body, expected = split_piece(encode_piece(schema.empty_table(), 1, WRITE_OPTIONS))
     assert encode_footer(splice._template_footer(schema)) == encode_footer(expected)
     hits = splice._columns_template.cache_info().hits
     other = schema.with_metadata({b"midas.ofi_day_end_units": b"7"})
-    _body, expected = _split_piece(_encode_piece(other.empty_table(), 1, WRITE_OPTIONS))
+    _body, expected = split_piece(encode_piece(other.empty_table(), 1, WRITE_OPTIONS))
     assert encode_footer(splice._template_footer(other)) == encode_footer(expected)
     assert splice._columns_template.cache_info().hits == hits + 1
