@@ -59,7 +59,10 @@ class FeaturesResult:
     read_seconds: float = 0.0
     compute_seconds: float = 0.0
     write_seconds: float = 0.0
-    ofi_carry_source: str = "none"      # none (first hour of the day), features, or book
+    # where the day's ofi sum before the hour came from: none (first hour of the day), features (the
+    # previous hour's partition), book (summed from the day's book partitions), span (computed in the
+    # same pass as the previous hour)
+    ofi_carry_source: str = "none"
 
 
 @dataclass(frozen=True)
