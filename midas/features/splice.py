@@ -232,17 +232,26 @@ def _read_exact(fd: int, start: int, length: int) -> bytes:
     return b"".join(parts)
 
 
-def _copy_range(src: int, dst: int, start: int, length: int) -> None:
-    """Copy bytes [start, start + length) of file `src` to the current position of file `dst`."""
+def _kernel_copy(src: int, dst: int, start: int, length: int) -> int:
+    """Bytes copied by os.copy_file_range (in the kernel, no user-space buffer) before it stops;
+    0 where it does not exist or does not work between these files."""
     copied = 0
-    try:
-        while copied < length:
-            n = os.copy_file_range(src, dst, length - copied, start + copied)
-            if n == 0:
-                break
-            copied += n
-    except (AttributeError, OSError):          # no copy_file_range here, or not between these files
-        pass
+    copy = getattr(os, "copy_file_range", None)
+    while copy is not None and copied < length:
+        try:
+            n = copy(src, dst, length - copied, start + copied)
+        except OSError:                        # e.g. EXDEV, or a filesystem without it
+            return copied
+        if n == 0:
+            return copied
+        copied += n
+    return copied
+
+
+def _copy_range(src: int, dst: int, start: int, length: int) -> None:
+    """Copy bytes [start, start + length) of file `src` to the current position of file `dst`:
+    in the kernel where possible, the rest by read and write."""
+    copied = _kernel_copy(src, dst, start, length)
     while copied < length:
         data = os.pread(src, min(length - copied, 1 << 24), start + copied)
         if not data:

@@ -4,6 +4,7 @@ chunks copied byte for byte, read by pyarrow, DuckDB and Polars as the table pq.
 from __future__ import annotations
 
 import base64
+import os
 import struct
 from datetime import datetime, timezone
 
@@ -510,3 +511,28 @@ def test_footer_template_is_the_one_pyarrow_writes(metadata):
     _body, expected = split_piece(encode_piece(other.empty_table(), 1, WRITE_OPTIONS))
     assert encode_footer(splice._template_footer(other)) == encode_footer(expected)
     assert splice._columns_template.cache_info().hits == hits + 1
+
+
+@pytest.mark.parametrize("kernel", ["missing", "refuses", "stops_halfway"])
+def test_book_chunks_copied_without_copy_file_range(tmp_path, monkeypatch, kernel):
+    """Where the kernel copy does not exist, fails between the two files, or stops early, the
+    rest is copied by read and write: the same file."""
+    real = getattr(os, "copy_file_range", None)
+    if kernel == "missing":
+        monkeypatch.delattr(os, "copy_file_range", raising=False)
+    elif kernel == "refuses":
+        def refuse(*args):
+            raise OSError(18, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
+    else:
+        calls = []
+
+        def half(src, dst, count, offset):
+            calls.append(count)
+            if len(calls) > 1 or real is None:
+                return 0
+            return real(src, dst, max(1, count // 2), offset)
+        monkeypatch.setattr(os, "copy_file_range", half, raising=False)
+    book_path, spliced, reference, expected = splice_and_reference(tmp_path, 3_500, 1_000)
+    assert pq.read_table(spliced).equals(expected, check_metadata=True)
+    assert_valid_parquet(spliced, book_path, expected)
