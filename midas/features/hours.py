@@ -299,9 +299,9 @@ def write_features_partition(item: HourInput, features: pa.Table, metadata: dict
     row groups are PARQUET_ROW_GROUP_SIZE ones and it holds nothing the copy cannot carry; else
     the whole table is encoded again. Returns the bytes written.
 
-    Raises DataError when the book partition changed after the features were computed from it."""
-    if _changed(item):
-        raise DataError(f"{item.book_path}: the clean/book partition changed while its features "
+    Raises DataError when the book partition changed after the features were computed from it
+    (the splice refuses such a file by its stat, the re-encode checks it after reading)."""
+    changed = DataError(f"{item.book_path}: the clean/book partition changed while its features "
                         "were computed (a rebuild of the hour running at the same time?): run "
                         "the features of this hour again")
     if _row_groups_as_configured(item.row_groups, row_group_size):
@@ -309,15 +309,10 @@ def write_features_partition(item: HourInput, features: pa.Table, metadata: dict
             return write_spliced_partition(item.book_path, features, item.out_path, metadata,
                                            book_stat=item.book_stat)
         except SpliceUnsupported as e:
-            if _changed(item):
-                raise DataError(f"{item.book_path}: the clean/book partition changed while its "
-                                "features were computed: run the features of this hour again") from None
             log_kv(logger, "book columns encoded again", file=item.book_path, reason=str(e))
     book = read_partition(item.book_path)
     if _changed(item) or book.num_rows != features.num_rows:
-        raise DataError(f"{item.book_path}: the clean/book partition changed while its features "
-                        f"were computed ({book.num_rows} book rows, {features.num_rows} feature "
-                        "rows): run the features of this hour again")
+        raise changed
     table = book
     for name in features.column_names:
         table = table.append_column(name, features.column(name))
